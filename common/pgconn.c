@@ -1,0 +1,81 @@
+/* pgconn.c -- connecting with retry (see pgconn.h). */
+#include "pgconn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "backoff.h"
+#include "log.h"
+
+PGconn *pgconn_open(const char *url, const char *app, int nonblocking)
+{
+	/* The first dbname is expanded as a URI or keyword string; the keywords
+	 * after it only fill in what the string leaves unset. */
+	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
+	const char *vals[] = {url, app, "10", NULL};
+
+	return nonblocking ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+}
+
+void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen)
+{
+	const char *msg = res != NULL ? PQresultErrorMessage(res) : NULL;
+	size_t len;
+
+	if (msg == NULL || msg[0] == '\0')
+		msg = conn != NULL ? PQerrorMessage(conn) : "out of memory";
+	snprintf(err, errlen, "%s", msg);
+	len = strlen(err);
+	while (len > 0 && (err[len - 1] == '\n' || err[len - 1] == ' '))
+		err[--len] = '\0';
+}
+
+static long elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* Sleeps ms in short steps so a raised stop flag ends the wait quickly. */
+static void sleep_unless_stopped(unsigned ms, const volatile sig_atomic_t *stop)
+{
+	while (ms > 0 && !(stop != NULL && *stop)) {
+		unsigned step = ms < 100 ? ms : 100;
+		struct timespec ts = {0, (long)step * 1000000L};
+
+		nanosleep(&ts, NULL);
+		ms -= step;
+	}
+}
+
+PGconn *pgconn_connect(const char *url, const char *app, int timeout_ms,
+		       const volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+	struct backoff bo;
+	struct timespec start;
+
+	backoff_init(&bo, 100, 5000);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		PGconn *conn = pgconn_open(url, app, 0);
+
+		if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
+			return conn;
+		pgconn_error(conn, NULL, err, errlen);
+		PQfinish(conn);
+		if (stop != NULL && *stop)
+			return NULL;
+		unsigned delay = backoff_next_ms(&bo);
+		if (timeout_ms >= 0 && elapsed_ms(&start) + delay > timeout_ms)
+			return NULL;
+		log_warn("db.connect_retry", LF_STR("error", err), LF_I64("attempt", bo.attempts),
+			 LF_I64("retry_in_ms", delay));
+		sleep_unless_stopped(delay, stop);
+		if (stop != NULL && *stop)
+			return NULL;
+	}
+}

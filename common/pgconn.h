@@ -1,0 +1,35 @@
+/* pgconn.h -- blocking PostgreSQL connections with retry, for startup and workers.
+ *
+ * The worker's job connection and the migrations runner may block; the
+ * gateway's event loop never does and uses libpq's async API instead (see
+ * pglisten.h for the LISTEN connection). Retries use backoff.h and stop early
+ * when the caller's stop flag is raised by a signal handler.
+ *
+ * Unless stated otherwise, pointer arguments are borrowed for the duration of
+ * the call and not retained.
+ */
+#ifndef IMPORTER_PGCONN_H
+#define IMPORTER_PGCONN_H
+
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stddef.h>
+
+/* Connects to url (a libpq URI or keyword string), setting
+ * fallback_application_name to app. Retries with backoff while the server is
+ * unreachable, for up to timeout_ms (negative: forever) or until *stop becomes
+ * non-zero (stop may be NULL). Each failed attempt is logged at warn level.
+ * Returns: new connection; caller frees with PQfinish(). NULL with err filled
+ * on failure. */
+PGconn *pgconn_connect(const char *url, const char *app, int timeout_ms,
+		       const volatile sig_atomic_t *stop, char *err, size_t errlen);
+
+/* Opens a connection without retrying, setting fallback_application_name.
+ * Returns: new connection (check PQstatus); caller frees with PQfinish(). */
+PGconn *pgconn_open(const char *url, const char *app, int nonblocking);
+
+/* Copies PQerrorMessage(conn) or the result's message to err, without the
+ * trailing newline. res may be NULL. */
+void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,69 @@
+/* test_db.h -- databases for the database tests, cloned from a migrated template.
+ *
+ * tests/run.sh starts a throwaway cluster and exports IMPORTER_TEST_DATABASE_URL
+ * (a superuser connection). The db_template ctest fixture migrates
+ * importer_template; each test binary clones it into its own database so
+ * binaries run side by side. Every helper aborts the current Check test on
+ * failure, so a missing database fails a test and never skips it.
+ *
+ * Unless stated otherwise, pointer arguments are borrowed for the duration of
+ * the call and not retained.
+ */
+#ifndef IMPORTER_TEST_DB_H
+#define IMPORTER_TEST_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define TEST_DB_TEMPLATE "importer_template"
+
+/* IMPORTER_TEST_DATABASE_URL. Aborts the test when it is unset.
+ * Returns: borrowed; valid for the life of the process. */
+const char *test_db_admin_url(void);
+
+/* Drops database name if it exists and creates it from importer_template. */
+void test_db_create(const char *name);
+
+/* Drops database name if it exists and creates it empty (from template0). */
+void test_db_create_empty(const char *name);
+
+/* A superuser connection to database name.
+ * Returns: new connection; caller frees with PQfinish(). */
+PGconn *test_db_connect(const char *name);
+
+/* A libpq connection string for database name.
+ * Returns: new string; caller frees with free(). */
+char *test_db_url(const char *name);
+
+/* Runs sql (one or more statements) and aborts unless it succeeds.
+ * Returns: the last result; caller frees with PQclear(). */
+PGresult *test_db_exec(PGconn *conn, const char *sql);
+
+/* Runs sql with text parameters and aborts unless it succeeds.
+ * Returns: the result; caller frees with PQclear(). */
+PGresult *test_db_execp(PGconn *conn, const char *sql, int nparams, const char *const *params);
+
+/* Runs sql and aborts unless it fails with the five-character sqlstate. The
+ * connection is left usable: a failed transaction block is rolled back only if
+ * sql opened none itself (callers inside BEGIN must ROLLBACK themselves). */
+void test_db_expect_error(PGconn *conn, const char *sqlstate, const char *sql);
+
+/* The single value of a one-row, one-column query, as text ("" for NULL).
+ * Returns: new string; caller frees with free(). */
+char *test_db_value(PGconn *conn, const char *sql);
+
+/* Starts argv[0] with DATABASE_URL set to url and its output to /dev/null.
+ * Returns: the child's pid (abort on failure). */
+pid_t test_spawn(const char *const *argv, const char *url);
+
+/* Waits for pid and returns its exit status (-1 when killed by a signal). */
+int test_wait(pid_t pid);
+
+/* Plain, non-aborting versions for programs outside a Check test.
+ * Return 0, or -1 with err filled. */
+int test_db_recreate(const char *admin_url, const char *name, const char *template_name,
+		     char *err, size_t errlen);
+PGconn *test_db_connect_url(const char *admin_url, const char *name, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,139 @@
+/* worker.c -- connections, wake-ups and shutdown of a worker process.
+ *
+ * Claiming and running jobs is built on this loop: a wake-up (NOTIFY, poll
+ * timer, or LISTEN reconnect) schedules one claim pass; each unit of work
+ * re-queues itself on the loop so signals and timers are always serviced.
+ */
+#include "worker.h"
+
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "channels.h"
+#include "log.h"
+#include "pgconn.h"
+#include "pglisten.h"
+
+struct worker {
+	struct event_base *base;    /* borrowed */
+	const struct config *cfg;   /* borrowed */
+	char worker_id[300];        /* <hostname>:<pid> */
+	PGconn *conn;               /* owned; the job connection */
+	struct pglisten *listener;  /* owned */
+	struct event *poll_ev;      /* owned; safety-net poll */
+	struct event *sigterm_ev;   /* owned */
+	struct event *sigint_ev;    /* owned */
+	bool stopping;              /* a first signal arrived */
+	int exit_code;
+};
+
+/* One pass looking for work. Job processing hooks in here. */
+static void wake(struct worker *w, const char *why)
+{
+	if (w->stopping)
+		return;
+	log_debug("worker.wake", LF_STR("reason", why));
+}
+
+static void notify_cb(const char *channel, const char *payload, void *arg)
+{
+	wake(arg, channel);
+}
+
+static void listen_state_cb(bool ready, void *arg)
+{
+	/* Notifications sent while we were away are lost: look at the table. */
+	if (ready)
+		wake(arg, "listen.ready");
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	wake(arg, "poll");
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->stopping) {
+		log_warn("worker.fast_exit", LF_I64("signal", sig));
+		w->exit_code = 1;
+		event_base_loopbreak(w->base);
+		return;
+	}
+	w->stopping = 1;
+	log_info("worker.stopping", LF_I64("signal", sig));
+	/* Nothing is in flight between loop iterations: the loop can end now. */
+	event_base_loopexit(w->base, NULL);
+}
+
+struct worker *worker_new(struct event_base *base, const struct config *cfg)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	char host[256] = "unknown";
+
+	if (w == NULL)
+		return NULL;
+	w->base = base;
+	w->cfg = cfg;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(w->worker_id, sizeof(w->worker_id), "%s:%ld", host, (long)getpid());
+	return w;
+}
+
+int worker_start(struct worker *w, const volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+	static const char *const channels[] = {CHANNEL_JOBS, CHANNEL_CONTROL, NULL};
+	struct timeval poll_tv = {w->cfg->poll_interval_ms / 1000,
+				  (w->cfg->poll_interval_ms % 1000) * 1000};
+
+	/* Until the loop runs, main's plain signal handler raises *stop, which
+	 * cuts a long connect retry short. */
+	w->conn = pgconn_connect(w->cfg->database_url, "importer-worker", -1, stop, err, errlen);
+	if (w->conn == NULL)
+		return -1;
+	w->sigterm_ev = evsignal_new(w->base, SIGTERM, signal_cb, w);
+	w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
+	w->poll_ev = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
+	w->listener = pglisten_new(w->base, w->cfg->listen_database_url, "importer-worker-listen",
+				   channels, notify_cb, listen_state_cb, w);
+	if (w->sigterm_ev == NULL || w->sigint_ev == NULL || w->poll_ev == NULL ||
+	    w->listener == NULL || event_add(w->sigterm_ev, NULL) != 0 ||
+	    event_add(w->sigint_ev, NULL) != 0 || event_add(w->poll_ev, &poll_tv) != 0) {
+		snprintf(err, errlen, "cannot set up the event loop");
+		return -1;
+	}
+	if (*stop) { /* a signal arrived before the loop's handlers took over */
+		w->stopping = 1;
+		event_base_loopexit(w->base, NULL);
+	}
+	pglisten_start(w->listener);
+	log_info("worker.started", LF_STR("worker_id", w->worker_id),
+		 LF_I64("server_version", PQserverVersion(w->conn)));
+	return 0;
+}
+
+int worker_exit_code(const struct worker *w)
+{
+	return w->exit_code;
+}
+
+void worker_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	pglisten_free(w->listener);
+	if (w->poll_ev != NULL)
+		event_free(w->poll_ev);
+	if (w->sigterm_ev != NULL)
+		event_free(w->sigterm_ev);
+	if (w->sigint_ev != NULL)
+		event_free(w->sigint_ev);
+	PQfinish(w->conn);
+	free(w);
+}
