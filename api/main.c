@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 	process_init(&cfg, CONFIG_GATEWAY, "gateway");
 	process_log_started(&cfg);
 	if (migrate) {
-		int applied = migrate_url(cfg.database_url, 60000, err, sizeof(err));
+		int applied = migrate_url(cfg.database_url, (int)cfg.db_wait_ms, err, sizeof(err));
 
 		if (applied < 0) {
 			log_error("migrate.failed", LF_STR("error", err));

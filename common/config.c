@@ -26,6 +26,7 @@ static const struct cfg_entry entries[] = {
 	{"DATABASE_URL", CFG_STR, OFF(database_url), NULL, 0, 0,
 	 CONFIG_WORKER | CONFIG_GATEWAY | CONFIG_MIGRATE},
 	{"IMPORTER_DB_POOL", CFG_INT, OFF(db_pool), "4", 1, 256, 0},
+	{"IMPORTER_DB_WAIT_MS", CFG_INT, OFF(db_wait_ms), "60000", 0, 3600000, 0},
 	{"IMPORTER_HTTP_ADDR", CFG_ADDR, OFF(http_addr), "0.0.0.0:8080", 0, 0, 0},
 	{"IMPORTER_JWT_SECRET", CFG_STR, OFF(jwt_secret), NULL, 0, 0, CONFIG_GATEWAY},
 	{"IMPORTER_LISTEN_DATABASE_URL", CFG_STR, OFF(listen_database_url), NULL, 0, 0, 0},

@@ -31,6 +31,7 @@ struct config {
 	char *jwt_secret;          /* owned; IMPORTER_JWT_SECRET */
 	int64_t max_upload_bytes;  /* IMPORTER_MAX_UPLOAD_BYTES */
 	int64_t db_pool;           /* IMPORTER_DB_POOL */
+	int64_t db_wait_ms;        /* IMPORTER_DB_WAIT_MS: how long migrate waits for the database */
 	char *metrics_addr;        /* owned; IMPORTER_METRICS_ADDR, NULL = off */
 	enum log_level log_level;  /* IMPORTER_LOG_LEVEL */
 	int64_t poll_interval_ms;  /* IMPORTER_POLL_INTERVAL_MS: safety-net poll */

@@ -26,7 +26,7 @@ static int run_migrate(void)
 	int applied;
 
 	process_init(&cfg, CONFIG_MIGRATE, "migrate");
-	applied = migrate_url(cfg.database_url, 60000, err, sizeof(err));
+	applied = migrate_url(cfg.database_url, (int)cfg.db_wait_ms, err, sizeof(err));
 	config_free(&cfg);
 	if (applied < 0) {
 		log_error("migrate.failed", LF_STR("error", err));

@@ -2,7 +2,14 @@
 #include "test_db.h"
 
 #include <check.h>
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,4 +211,118 @@ int test_wait(pid_t pid)
 	while (waitpid(pid, &status, 0) < 0)
 		;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void test_proc_start(struct test_proc *p, const char *const *argv, const char *const *env)
+{
+	int fds[2];
+
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_eq(pipe(fds), 0);
+	p->pid = fork();
+	ck_assert_msg(p->pid >= 0, "fork failed");
+	if (p->pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		close(fds[0]);
+		if (devnull >= 0)
+			dup2(devnull, 1);
+		dup2(fds[1], 2);
+		for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+			char name[256];
+			const char *eq = strchr(env[i], '=');
+
+			if (eq == NULL || (size_t)(eq - env[i]) >= sizeof(name))
+				_exit(126);
+			memcpy(name, env[i], (size_t)(eq - env[i]));
+			name[eq - env[i]] = '\0';
+			setenv(name, eq + 1, 1);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	p->err_fd = fds[0];
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool test_proc_wait_for(struct test_proc *p, const char *needle, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		struct pollfd pfd = {p->err_fd, POLLIN, 0};
+		long left = deadline - now_ms();
+		ssize_t n;
+
+		p->buf[p->len] = '\0';
+		if (strstr(p->buf, needle) != NULL)
+			return true;
+		if (left <= 0 || p->len + 1 >= sizeof(p->buf))
+			return false;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = read(p->err_fd, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
+		if (n == 0)
+			return false;
+		if (n > 0)
+			p->len += (size_t)n;
+	}
+}
+
+int test_proc_stop(struct test_proc *p, int sig, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	int status, rc = -2;
+
+	if (sig != 0)
+		kill(p->pid, sig);
+	for (;;) {
+		pid_t r = waitpid(p->pid, &status, WNOHANG);
+
+		if (r == p->pid) {
+			rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+			break;
+		}
+		if (now_ms() >= deadline) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &status, 0);
+			break;
+		}
+		/* Drain stderr so the child never blocks on a full pipe. */
+		struct pollfd pfd = {p->err_fd, POLLIN, 0};
+		if (poll(&pfd, 1, 20) > 0) {
+			char sink[4096];
+			ssize_t n = read(p->err_fd, sink, sizeof(sink));
+			(void)n;
+		}
+	}
+	close(p->err_fd);
+	p->err_fd = -1;
+	return rc;
+}
+
+int test_free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
 }

@@ -13,6 +13,7 @@
 #define IMPORTER_TEST_DB_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -59,6 +60,30 @@ pid_t test_spawn(const char *const *argv, const char *url);
 
 /* Waits for pid and returns its exit status (-1 when killed by a signal). */
 int test_wait(pid_t pid);
+
+/* A child process whose stderr (JSON log lines) the test reads. */
+struct test_proc {
+	pid_t pid;
+	int err_fd;      /* read end of the child's stderr */
+	char buf[65536]; /* everything read so far */
+	size_t len;
+};
+
+/* Starts argv[0] with the extra NULL-terminated "NAME=value" strings added to
+ * the environment, stdout to /dev/null and stderr to a pipe. Aborts on failure. */
+void test_proc_start(struct test_proc *p, const char *const *argv, const char *const *env);
+
+/* Reads the child's stderr until a line containing needle arrives. Returns
+ * true, or false after timeout_ms or when the child closed stderr. */
+bool test_proc_wait_for(struct test_proc *p, const char *needle, int timeout_ms);
+
+/* Sends sig, then waits up to timeout_ms for the child to exit. Returns its
+ * exit status, -1 if killed by a signal, -2 on timeout (the child is then
+ * killed). Closes err_fd. */
+int test_proc_stop(struct test_proc *p, int sig, int timeout_ms);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int test_free_port(void);
 
 /* Plain, non-aborting versions for programs outside a Check test.
  * Return 0, or -1 with err filled. */
