@@ -35,10 +35,6 @@ static const struct cfg_entry entries[] = {
 	 INT64_C(1) << 40, 0},
 	{"IMPORTER_METRICS_ADDR", CFG_ADDR, OFF(metrics_addr), NULL, 0, 0, 0},
 	{"IMPORTER_POLL_INTERVAL_MS", CFG_INT, OFF(poll_interval_ms), "5000", 10, 600000, 0},
-	{"IMPORTER_SHUTDOWN_TIMEOUT_MS", CFG_INT, OFF(shutdown_timeout_ms), "10000", 0, 600000,
-	 0},
-	{"IMPORTER_TOKEN", CFG_STR, OFF(token), NULL, 0, 0, 0},
-	{"IMPORTER_URL", CFG_STR, OFF(url), NULL, 0, 0, 0},
 };
 
 const char *config_getenv(const char *name, void *arg)
@@ -187,8 +183,6 @@ void config_free(struct config *cfg)
 	free(cfg->http_addr);
 	free(cfg->jwt_secret);
 	free(cfg->metrics_addr);
-	free(cfg->url);
-	free(cfg->token);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -21,7 +21,6 @@ enum config_component {
 	CONFIG_WORKER = 1 << 0,
 	CONFIG_GATEWAY = 1 << 1,
 	CONFIG_MIGRATE = 1 << 2,
-	CONFIG_CLI = 1 << 3,
 };
 
 struct config {
@@ -35,9 +34,6 @@ struct config {
 	char *metrics_addr;        /* owned; IMPORTER_METRICS_ADDR, NULL = off */
 	enum log_level log_level;  /* IMPORTER_LOG_LEVEL */
 	int64_t poll_interval_ms;  /* IMPORTER_POLL_INTERVAL_MS: safety-net poll */
-	int64_t shutdown_timeout_ms; /* IMPORTER_SHUTDOWN_TIMEOUT_MS: SIGTERM grace */
-	char *url;                 /* owned; IMPORTER_URL (importctl) */
-	char *token;               /* owned; IMPORTER_TOKEN (importctl) */
 };
 
 /* Looks a variable up; returns NULL when unset. */

@@ -13,8 +13,10 @@
 #include "log.h"
 #include "pgconn.h"
 
+/* NOTICEs such as "relation already exists, skipping" are noise in service logs. */
 static const char sql_prepare[] =
-	"SELECT pg_advisory_xact_lock($1::bigint);\n";
+	"SELECT set_config('client_min_messages', 'warning', true), "
+	"pg_advisory_xact_lock($1::bigint)";
 static const char sql_bookkeeping[] =
 	"CREATE SCHEMA IF NOT EXISTS importer;\n"
 	"CREATE TABLE IF NOT EXISTS importer.schema_migrations (\n"
