@@ -4,15 +4,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "gateway.h"
+#include "jwt.h"
 #include "log.h"
 #include "migrate.h"
 #include "process.h"
 
 static const char usage[] =
 	"usage: importer-gateway [--migrate]   serve HTTP until SIGTERM\n"
+	"       importer-gateway token --sub UUID [--ttl SECONDS]\n"
+	"                                      print a development token signed with\n"
+	"                                      IMPORTER_JWT_SECRET (default ttl 3600)\n"
 	"       importer-gateway --version\n"
 	"\n"
 	"  --migrate   apply pending schema migrations first (DATABASE_URL must be\n"
@@ -23,6 +28,47 @@ static const char usage[] =
 	"IMPORTER_HTTP_ADDR, IMPORTER_DB_POOL, IMPORTER_MAX_UPLOAD_BYTES,\n"
 	"IMPORTER_LOG_LEVEL. See README.md.\n";
 
+/* importer-gateway token --sub UUID [--ttl SECONDS] */
+static int run_token(int argc, char **argv)
+{
+	const char *secret = getenv("IMPORTER_JWT_SECRET");
+	const char *sub = NULL;
+	long long ttl = 3600;
+	char *token, *end;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--sub") == 0 && i + 1 < argc) {
+			sub = argv[++i];
+		} else if (strcmp(argv[i], "--ttl") == 0 && i + 1 < argc) {
+			ttl = strtoll(argv[++i], &end, 10);
+			if (*end != '\0' || ttl < 1 || ttl > 10LL * 365 * 86400) {
+				fprintf(stderr, "importer-gateway token: --ttl must be 1..315360000 "
+						"seconds\n");
+				return 2;
+			}
+		} else {
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (sub == NULL || !jwt_is_uuid(sub)) {
+		fprintf(stderr, "importer-gateway token: --sub must be a user UUID\n");
+		return 2;
+	}
+	if (secret == NULL || secret[0] == '\0') {
+		fprintf(stderr, "importer-gateway token: IMPORTER_JWT_SECRET is not set\n");
+		return 2;
+	}
+	token = jwt_sign(secret, sub, (int64_t)time(NULL), ttl);
+	if (token == NULL) {
+		fprintf(stderr, "importer-gateway token: cannot sign\n");
+		return 1;
+	}
+	printf("%s\n", token);
+	free(token);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct event_base *base = NULL;
@@ -32,6 +78,8 @@ int main(int argc, char **argv)
 	char err[1024];
 	int code = 1;
 
+	if (argc > 1 && strcmp(argv[1], "token") == 0)
+		return run_token(argc, argv);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--migrate") == 0) {
 			migrate = true;
