@@ -325,8 +325,10 @@ CREATE POLICY worker_all ON importer.settings FOR ALL TO importer_worker USING (
 
 GRANT USAGE ON SCHEMA importer TO importer_api, importer_worker;
 
+-- Chunks too: a user may read back (download) their own upload; RLS hides others'.
 GRANT SELECT ON importer.import_jobs, importer.import_logs, importer.import_errors,
-	importer.import_files, importer.records, importer.notifications, importer.settings
+	importer.import_files, importer.import_file_chunks, importer.records,
+	importer.notifications, importer.settings
 	TO importer_api;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON importer.import_jobs, importer.import_logs,

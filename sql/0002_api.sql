@@ -427,9 +427,40 @@ CREATE FUNCTION importer.submit_job_for(user_id uuid, kind text, file bytea, opt
 	AS $$ SELECT importer._submit_job(user_id, true, kind, NULL::uuid, file, options) $$;
 
 -- The public entry points are SECURITY INVOKER so that current_user is the
--- real caller when options carry user_id. The bodies are identical but for
--- the file argument's type.
---
+-- real caller when options carry user_id: _on_behalf_of() checks it there
+-- and returns the user to submit for, or NULL for the caller's own identity.
+-- It is granted to importer_api too (it only checks and parses); what the
+-- check protects is submit_job_for, whose EXECUTE is importer_worker's only.
+CREATE FUNCTION importer._on_behalf_of(options jsonb) RETURNS uuid
+	LANGUAGE plpgsql STABLE SECURITY INVOKER
+	SET search_path = pg_catalog, importer, pg_temp
+	AS $$
+DECLARE
+	v_user uuid;
+BEGIN
+	IF options IS NULL OR NOT options ? 'user_id' THEN
+		RETURN NULL;
+	END IF;
+	IF current_user = 'importer_api'
+	   OR NOT (pg_has_role(current_user, 'importer_worker', 'MEMBER')
+	           OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false))
+	THEN
+		RAISE EXCEPTION 'option user_id (submit on a user''s behalf) is not allowed for role %',
+			current_user USING ERRCODE = '42501',
+			HINT = 'Only members of importer_worker and superusers may submit for another user.';
+	END IF;
+	BEGIN
+		v_user := (options ->> 'user_id')::uuid;
+	EXCEPTION WHEN invalid_text_representation THEN
+		v_user := NULL;
+	END;
+	IF v_user IS NULL THEN
+		RAISE EXCEPTION 'option user_id must be a uuid' USING ERRCODE = '22023';
+	END IF;
+	RETURN v_user;
+END
+$$;
+
 -- Overload note: the second argument must have a known type. A bare NULL or
 -- an untyped literal matches both overloads (42725 "not unique"): write
 -- submit_job('noop', NULL::uuid), $2::bytea / $2::uuid, or named notation
@@ -440,28 +471,12 @@ CREATE FUNCTION importer.submit_job(kind text, file_id uuid, options jsonb DEFAU
 	SET search_path = pg_catalog, importer, pg_temp
 	AS $$
 DECLARE
-	v_user uuid;
+	v_user uuid := importer._on_behalf_of(options);
 BEGIN
-	IF options ? 'user_id' THEN
-		IF current_user = 'importer_api'
-		   OR NOT (pg_has_role(current_user, 'importer_worker', 'MEMBER')
-		           OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false))
-		THEN
-			RAISE EXCEPTION 'option user_id (submit on a user''s behalf) is not allowed for role %',
-				current_user USING ERRCODE = '42501',
-				HINT = 'Only members of importer_worker and superusers may submit for another user.';
-		END IF;
-		BEGIN
-			v_user := (options ->> 'user_id')::uuid;
-		EXCEPTION WHEN invalid_text_representation THEN
-			v_user := NULL;
-		END;
-		IF v_user IS NULL THEN
-			RAISE EXCEPTION 'option user_id must be a uuid' USING ERRCODE = '22023';
-		END IF;
-		RETURN importer.submit_job_for(v_user, kind, file_id, options - 'user_id');
+	IF v_user IS NULL THEN
+		RETURN importer.submit_job_own(kind, file_id, options);
 	END IF;
-	RETURN importer.submit_job_own(kind, file_id, options);
+	RETURN importer.submit_job_for(v_user, kind, file_id, options - 'user_id');
 END
 $$;
 COMMENT ON FUNCTION importer.submit_job(text, uuid, jsonb) IS
@@ -473,28 +488,12 @@ CREATE FUNCTION importer.submit_job(kind text, file bytea, options jsonb DEFAULT
 	SET search_path = pg_catalog, importer, pg_temp
 	AS $$
 DECLARE
-	v_user uuid;
+	v_user uuid := importer._on_behalf_of(options);
 BEGIN
-	IF options ? 'user_id' THEN
-		IF current_user = 'importer_api'
-		   OR NOT (pg_has_role(current_user, 'importer_worker', 'MEMBER')
-		           OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false))
-		THEN
-			RAISE EXCEPTION 'option user_id (submit on a user''s behalf) is not allowed for role %',
-				current_user USING ERRCODE = '42501',
-				HINT = 'Only members of importer_worker and superusers may submit for another user.';
-		END IF;
-		BEGIN
-			v_user := (options ->> 'user_id')::uuid;
-		EXCEPTION WHEN invalid_text_representation THEN
-			v_user := NULL;
-		END;
-		IF v_user IS NULL THEN
-			RAISE EXCEPTION 'option user_id must be a uuid' USING ERRCODE = '22023';
-		END IF;
-		RETURN importer.submit_job_for(v_user, kind, file, options - 'user_id');
+	IF v_user IS NULL THEN
+		RETURN importer.submit_job_own(kind, file, options);
 	END IF;
-	RETURN importer.submit_job_own(kind, file, options);
+	RETURN importer.submit_job_for(v_user, kind, file, options - 'user_id');
 END
 $$;
 COMMENT ON FUNCTION importer.submit_job(text, bytea, jsonb) IS
@@ -767,6 +766,7 @@ GRANT EXECUTE ON FUNCTION
 	importer.current_user_id(),
 	importer.begin_upload(text),
 	importer.append_chunk(uuid, int, bytea),
+	importer._on_behalf_of(jsonb),
 	importer.submit_job(text, uuid, jsonb),
 	importer.submit_job(text, bytea, jsonb),
 	importer.submit_job_own(text, uuid, jsonb),

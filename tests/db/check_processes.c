@@ -146,8 +146,6 @@ int main(void)
 {
 	Suite *s = suite_create("processes");
 	TCase *tc = tcase_create("db");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_unchecked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 60);
@@ -158,9 +156,5 @@ int main(void)
 	tcase_add_test(tc, gateway_is_unready_without_its_database);
 	tcase_add_test(tc, gateway_requires_a_jwt_secret);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return test_run_suite(s);
 }

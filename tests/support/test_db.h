@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "test_suite.h"
+
 #define TEST_DB_TEMPLATE "importer_template"
 
 /* IMPORTER_TEST_DATABASE_URL. Aborts the test when it is unset.

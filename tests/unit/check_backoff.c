@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "backoff.h"
+#include "test_suite.h"
 
 START_TEST(windows_double_up_to_the_cap)
 {
@@ -60,16 +61,10 @@ int main(void)
 {
 	Suite *s = suite_create("backoff");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, windows_double_up_to_the_cap);
 	tcase_add_test(tc, reset_starts_over);
 	tcase_add_test(tc, delays_are_jittered);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return test_run_suite(s);
 }

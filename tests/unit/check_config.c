@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "test_suite.h"
 
 /* A fake environment: NULL-terminated name/value pairs. */
 static const char *fake_getenv(const char *name, void *arg)
@@ -144,11 +145,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return test_run_suite(config_suite());
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "jsonutil.h"
+#include "test_suite.h"
 
 START_TEST(add_takes_ownership_on_success)
 {
@@ -54,17 +55,11 @@ int main(void)
 {
 	Suite *s = suite_create("jsonutil");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, add_takes_ownership_on_success);
 	tcase_add_test(tc, add_takes_ownership_on_failure);
 	tcase_add_test(tc, append_owns);
 	tcase_add_test(tc, getters_check_types);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return test_run_suite(s);
 }

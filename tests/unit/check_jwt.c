@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "jwt.h"
+#include "test_suite.h"
 
 #define SECRET "test-secret"
 #define USER   "6F1C2B9E-0D4A-4C1B-9E3F-2A7B8C9D0E1F"
@@ -191,8 +192,6 @@ int main(void)
 {
 	Suite *s = suite_create("jwt");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, signed_token_round_trips_with_lowercased_subject);
 	tcase_add_test(tc, expired_and_not_yet_valid_are_refused);
@@ -202,9 +201,5 @@ int main(void)
 	tcase_add_test(tc, malformed_tokens_are_refused);
 	tcase_add_test(tc, uuids_are_recognised);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return test_run_suite(s);
 }

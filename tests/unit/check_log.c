@@ -7,6 +7,7 @@
 
 #include "jsonutil.h"
 #include "log.h"
+#include "test_suite.h"
 
 static int fds[2];
 
@@ -146,11 +147,5 @@ static Suite *log_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(log_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return test_run_suite(log_suite());
 }
