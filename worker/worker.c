@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "channels.h"
 #include "log.h"
 #include "pgconn.h"
 #include "pglisten.h"
+#include "queue.h"
 
 struct worker {
 	struct event_base *base;    /* borrowed */
@@ -27,16 +29,72 @@ struct worker {
 	struct event *poll_ev;      /* owned; safety-net poll */
 	struct event *sigterm_ev;   /* owned */
 	struct event *sigint_ev;    /* owned */
+	struct event *pass_ev;      /* owned; one claim pass, scheduled on wake-up */
+	struct backoff retry;       /* delays between passes after database errors */
 	bool stopping;              /* a first signal arrived */
 	int exit_code;
 };
 
-/* One pass looking for work. Job processing hooks in here. */
+/* Schedules a claim pass on the next loop iteration (or after delay_ms). */
+static void schedule_pass(struct worker *w, unsigned delay_ms)
+{
+	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+
+	if (!w->stopping && !evtimer_pending(w->pass_ev, NULL))
+		evtimer_add(w->pass_ev, &tv);
+}
+
 static void wake(struct worker *w, const char *why)
 {
+	log_debug("worker.wake", LF_STR("reason", why));
+	schedule_pass(w, 0);
+}
+
+/* Makes sure the job connection is usable, reconnecting once if it broke. */
+static bool connection_ok(struct worker *w)
+{
+	char err[512];
+
+	if (PQstatus(w->conn) == CONNECTION_OK)
+		return true;
+	PQreset(w->conn);
+	if (PQstatus(w->conn) == CONNECTION_OK) {
+		log_info("db.reconnected");
+		return true;
+	}
+	pgconn_error(w->conn, NULL, err, sizeof(err));
+	log_warn("db.unavailable", LF_STR("error", err));
+	return false;
+}
+
+/* One unit of work: a batch of noop jobs. Re-schedules itself while there is
+ * more, so signals and notifications are serviced between units. */
+static void pass_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	char err[512];
+	int n;
+
 	if (w->stopping)
 		return;
-	log_debug("worker.wake", LF_STR("reason", why));
+	if (!connection_ok(w)) {
+		schedule_pass(w, backoff_next_ms(&w->retry));
+		return;
+	}
+	n = queue_complete_noops(w->conn, w->worker_id, QUEUE_NOOP_BATCH, err, sizeof(err));
+	if (n < 0) {
+		unsigned delay = backoff_next_ms(&w->retry);
+
+		log_warn("worker.pass_failed", LF_STR("error", err), LF_I64("retry_in_ms", delay));
+		schedule_pass(w, delay);
+		return;
+	}
+	backoff_reset(&w->retry);
+	if (n > 0) {
+		log_debug("noop.completed", LF_I64("jobs", n));
+		if (n == QUEUE_NOOP_BATCH)
+			schedule_pass(w, 0);
+	}
 }
 
 static void notify_cb(const char *channel, const char *payload, void *arg)
@@ -83,6 +141,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg)
 	w->cfg = cfg;
 	gethostname(host, sizeof(host) - 1);
 	snprintf(w->worker_id, sizeof(w->worker_id), "%s:%ld", host, (long)getpid());
+	backoff_init(&w->retry, 100, 5000);
 	return w;
 }
 
@@ -100,10 +159,11 @@ int worker_start(struct worker *w, const volatile sig_atomic_t *stop, char *err,
 	w->sigterm_ev = evsignal_new(w->base, SIGTERM, signal_cb, w);
 	w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
 	w->poll_ev = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
+	w->pass_ev = evtimer_new(w->base, pass_cb, w);
 	w->listener = pglisten_new(w->base, w->cfg->listen_database_url, "importer-worker-listen",
 				   channels, notify_cb, listen_state_cb, w);
 	if (w->sigterm_ev == NULL || w->sigint_ev == NULL || w->poll_ev == NULL ||
-	    w->listener == NULL || event_add(w->sigterm_ev, NULL) != 0 ||
+	    w->pass_ev == NULL || w->listener == NULL || event_add(w->sigterm_ev, NULL) != 0 ||
 	    event_add(w->sigint_ev, NULL) != 0 || event_add(w->poll_ev, &poll_tv) != 0) {
 		snprintf(err, errlen, "cannot set up the event loop");
 		return -1;
@@ -130,6 +190,8 @@ void worker_free(struct worker *w)
 	pglisten_free(w->listener);
 	if (w->poll_ev != NULL)
 		event_free(w->poll_ev);
+	if (w->pass_ev != NULL)
+		event_free(w->pass_ev);
 	if (w->sigterm_ev != NULL)
 		event_free(w->sigterm_ev);
 	if (w->sigint_ev != NULL)

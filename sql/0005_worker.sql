@@ -1,0 +1,71 @@
+-- 0005_worker.sql -- the worker's claim statements, as functions so that each
+-- is one round trip, works through PgBouncer (no session state) and can be
+-- read (and run) by an operator in psql.
+
+-- Claims the next import job of one of p_kinds (the kinds this worker runs) for p_worker: pending, due, its owner below
+-- max_running_per_user processing jobs; by priority, then age. The fleet-wide
+-- transaction lock serialises claims (each takes well under a millisecond) so
+-- that the fairness count sees every earlier claim: without it two workers
+-- could each see one running job of a user and both claim a second.
+-- (1768779891, 0) is outside the per-user key space (1768779890, hash).
+CREATE FUNCTION importer.claim_job(p_worker text, p_kinds text[]) RETURNS SETOF importer.import_jobs
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, importer, pg_temp
+	AS $$
+BEGIN
+	PERFORM pg_advisory_xact_lock(1768779891, 0);
+	-- A new statement: its snapshot sees claims committed while we waited.
+	RETURN QUERY
+	WITH candidate AS MATERIALIZED (
+		SELECT j.id
+		FROM importer.import_jobs j
+		WHERE j.status = 'pending' AND j.kind = ANY (p_kinds) AND j.kind <> 'noop'
+		  AND j.run_after <= now()
+		  AND (SELECT count(*) FROM importer.import_jobs r
+		       WHERE r.user_id = j.user_id AND r.status = 'processing')
+		      < coalesce(importer.setting_int('max_running_per_user', j.user_id), 2)
+		ORDER BY j.priority DESC, j.created_at, j.id
+		LIMIT 1
+		FOR UPDATE SKIP LOCKED)
+	UPDATE importer.import_jobs j
+	SET status = 'processing', phase = 'reading', worker_id = p_worker,
+	    lease_id = gen_random_uuid(), heartbeat_at = now(),
+	    started_at = coalesce(j.started_at, now()), completed_at = NULL,
+	    cancel_requested = false, pause_requested = false, eta_seconds = NULL
+	FROM candidate c
+	WHERE j.id = c.id
+	RETURNING j.*;
+END
+$$;
+
+-- Claims and completes up to p_limit due noop jobs in one statement. They
+-- never hold a running slot (claimed and finished in one transaction), so
+-- fairness does not apply; each still emits its job event.
+CREATE FUNCTION importer.complete_noops(p_worker text, p_limit int) RETURNS int
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, importer, pg_temp
+	AS $$
+DECLARE
+	n int;
+BEGIN
+	WITH batch AS MATERIALIZED (
+		SELECT j.id
+		FROM importer.import_jobs j
+		WHERE j.status = 'pending' AND j.kind = 'noop' AND j.run_after <= now()
+		ORDER BY j.priority DESC, j.created_at, j.id
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED)
+	UPDATE importer.import_jobs j
+	SET status = 'completed', phase = 'done', progress = 100, worker_id = p_worker,
+	    started_at = coalesce(j.started_at, now()), completed_at = now(), heartbeat_at = now(),
+	    total_items = 0, total_is_estimate = false, eta_seconds = 0
+	FROM batch
+	WHERE j.id = batch.id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION importer.claim_job(text, text[]), importer.complete_noops(text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION importer.claim_job(text, text[]), importer.complete_noops(text, int)
+	TO importer_worker;

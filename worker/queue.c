@@ -1,0 +1,27 @@
+/* queue.c -- claiming and finishing jobs (see queue.h). */
+#include "queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "pgconn.h"
+
+static const char sql_complete_noops[] = "SELECT importer.complete_noops($1, $2)";
+
+int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *err,
+			 size_t errlen)
+{
+	char limit_text[16];
+	const char *params[] = {worker_id, limit_text};
+	PGresult *res;
+	int n = -1;
+
+	snprintf(limit_text, sizeof(limit_text), "%d", limit);
+	res = PQexecParams(conn, sql_complete_noops, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		n = atoi(PQgetvalue(res, 0, 0));
+	else
+		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	return n;
+}

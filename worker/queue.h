@@ -1,0 +1,24 @@
+/* queue.h -- the worker's side of the queue: claiming and finishing jobs.
+ *
+ * Every call is one statement on the worker's job connection (blocking; it
+ * runs between loop iterations). The claim statements live in SQL
+ * (sql/0005_worker.sql) so that operators can read and run them too.
+ *
+ * Unless stated otherwise, pointer arguments are borrowed for the duration of
+ * the call and not retained.
+ */
+#ifndef IMPORTER_QUEUE_H
+#define IMPORTER_QUEUE_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/* How many noop jobs one statement claims and completes. */
+#define QUEUE_NOOP_BATCH 200
+
+/* Claims and completes up to limit due noop jobs. Returns how many, or -1
+ * with err. */
+int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *err,
+			 size_t errlen) __attribute__((warn_unused_result));
+
+#endif
