@@ -7,6 +7,7 @@
 #include "pgconn.h"
 
 static const char sql_complete_noops[] = "SELECT importer.complete_noops($1, $2)";
+static const char sql_claim[] = "SELECT * FROM importer.claim_job($1, $2::text[])";
 
 int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *err,
 			 size_t errlen)
@@ -24,4 +25,24 @@ int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *e
 		pgconn_error(conn, res, err, errlen);
 	PQclear(res);
 	return n;
+}
+
+int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
+		char *err, size_t errlen)
+{
+	const char *params[] = {worker_id, kinds};
+	PGresult *res = PQexecParams(conn, sql_claim, 2, NULL, params, NULL, NULL, 0);
+	int rc = -1;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgconn_error(conn, res, err, errlen);
+	} else if (PQntuples(res) == 0) {
+		rc = 0;
+	} else if (job_from_row(job, res, 0) != 0) {
+		snprintf(err, errlen, "claimed a job row that cannot be read");
+	} else {
+		rc = 1;
+	}
+	PQclear(res);
+	return rc;
 }

@@ -13,6 +13,8 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+#include "job.h"
+
 /* How many noop jobs one statement claims and completes. */
 #define QUEUE_NOOP_BATCH 200
 
@@ -20,5 +22,11 @@
  * with err. */
 int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *err,
 			 size_t errlen) __attribute__((warn_unused_result));
+
+/* Claims the next due job of one of kinds (a PostgreSQL array literal such
+ * as "{csv,ndjson}") under the fairness rule. Returns 1 with job filled
+ * (caller frees with job_clear()), 0 when there is none, -1 with err. */
+int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
+		char *err, size_t errlen) __attribute__((warn_unused_result));
 
 #endif

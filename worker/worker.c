@@ -18,6 +18,8 @@
 #include "log.h"
 #include "pgconn.h"
 #include "pglisten.h"
+#include "import.h"
+#include "job.h"
 #include "queue.h"
 
 struct worker {
@@ -31,6 +33,8 @@ struct worker {
 	struct event *sigint_ev;    /* owned */
 	struct event *pass_ev;      /* owned; one claim pass, scheduled on wake-up */
 	struct backoff retry;       /* delays between passes after database errors */
+	struct job job;             /* the job being imported, while im is set */
+	struct import *im;          /* owned; NULL while no job runs */
 	bool stopping;              /* a first signal arrived */
 	int exit_code;
 };
@@ -67,8 +71,78 @@ static bool connection_ok(struct worker *w)
 	return false;
 }
 
-/* One unit of work: a batch of noop jobs. Re-schedules itself while there is
- * more, so signals and notifications are serviced between units. */
+/* Kinds this worker imports (noop jobs are completed in batches apart). */
+static const char import_kinds[] = "{csv,ndjson,backup}";
+
+static void drop_job(struct worker *w)
+{
+	import_free(w->im);
+	w->im = NULL;
+	job_clear(&w->job);
+}
+
+/* Runs one batch of the current job; called from the loop only. */
+static void run_step(struct worker *w)
+{
+	char err[512], err2[512];
+	enum job_result r = import_step(w->im, w->stopping, err, sizeof(err));
+
+	switch (r) {
+	case JOB_CONTINUE:
+		schedule_pass(w, (unsigned)import_pause_ms(w->im));
+		return;
+	case JOB_DONE:
+		log_info("job.step_done", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
+			 LF_BOOL("released", w->stopping));
+		break;
+	case JOB_LOST:
+		log_warn("job.lost", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id));
+		break;
+	case JOB_RETRY:
+	case JOB_FAILED:
+		log_warn("job.retry", LF_STR("job_id", w->job.id), LF_STR("error", err));
+		if (connection_ok(w) &&
+		    job_release_retry(w->conn, &w->job, err, err2, sizeof(err2)) < 0)
+			log_warn("job.release_failed", LF_STR("job_id", w->job.id),
+				 LF_STR("error", err2));
+		break;
+	}
+	drop_job(w);
+	schedule_pass(w, 0);
+}
+
+/* Claims the next import job, if any. */
+static void claim(struct worker *w)
+{
+	char err[512];
+	int rc = queue_claim(w->conn, w->worker_id, import_kinds, &w->job, err, sizeof(err));
+
+	if (rc < 0) {
+		unsigned delay = backoff_next_ms(&w->retry);
+
+		log_warn("worker.claim_failed", LF_STR("error", err), LF_I64("retry_in_ms", delay));
+		schedule_pass(w, delay);
+		return;
+	}
+	if (rc == 0)
+		return;
+	log_info("job.claimed", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
+		 LF_STR("kind", w->job.kind), LF_I64("attempts", w->job.attempts));
+	w->im = import_new(w->conn, &w->job, err, sizeof(err));
+	if (w->im == NULL) {
+		char err2[512];
+
+		if (job_release_retry(w->conn, &w->job, err, err2, sizeof(err2)) < 0)
+			log_warn("job.release_failed", LF_STR("job_id", w->job.id),
+				 LF_STR("error", err2));
+		job_clear(&w->job);
+	}
+	schedule_pass(w, 0);
+}
+
+/* One unit of work: a batch of the running job, or a batch of noop jobs and
+ * a claim. Re-schedules itself while there is more, so signals and
+ * notifications are serviced between units. */
 static void pass_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -81,6 +155,10 @@ static void pass_cb(evutil_socket_t fd, short what, void *arg)
 		schedule_pass(w, backoff_next_ms(&w->retry));
 		return;
 	}
+	if (w->im != NULL) {
+		run_step(w);
+		return;
+	}
 	n = queue_complete_noops(w->conn, w->worker_id, QUEUE_NOOP_BATCH, err, sizeof(err));
 	if (n < 0) {
 		unsigned delay = backoff_next_ms(&w->retry);
@@ -90,11 +168,12 @@ static void pass_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	backoff_reset(&w->retry);
-	if (n > 0) {
+	if (n > 0)
 		log_debug("noop.completed", LF_I64("jobs", n));
-		if (n == QUEUE_NOOP_BATCH)
-			schedule_pass(w, 0);
-	}
+	if (n == QUEUE_NOOP_BATCH)
+		schedule_pass(w, 0);
+	else
+		claim(w);
 }
 
 static void notify_cb(const char *channel, const char *payload, void *arg)
@@ -126,7 +205,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	w->stopping = 1;
 	log_info("worker.stopping", LF_I64("signal", sig));
-	/* Nothing is in flight between loop iterations: the loop can end now. */
+	/* Between loop callbacks a running job is at a batch boundary: release
+	 * it to pending with its checkpoint, then leave. */
+	if (w->im != NULL)
+		run_step(w);
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -187,6 +269,7 @@ void worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
+	drop_job(w);
 	pglisten_free(w->listener);
 	if (w->poll_ev != NULL)
 		event_free(w->poll_ev);

@@ -1,0 +1,400 @@
+/* check_worker_import.c -- a real worker imports csv, ndjson and backup files exactly. */
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "test_db.h"
+
+#define DB TEST_DB_NAME
+#define USER "00000000-0000-4000-8000-0000000000c1"
+
+static char database_env[4200];
+static PGconn *conn;
+
+static void create_database(void)
+{
+	char *url;
+
+	test_db_create(DB);
+	url = test_db_url(DB);
+	snprintf(database_env, sizeof(database_env), "DATABASE_URL=%s", url);
+	free(url);
+}
+
+static void setup(void)
+{
+	conn = test_db_connect(DB);
+	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs, importer.records, "
+				   "importer.import_files CASCADE; LISTEN importer_events"));
+}
+
+static void teardown(void)
+{
+	PQfinish(conn);
+	conn = NULL;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The one value of a query built with printf-style arguments; caller frees. */
+static char *value(const char *fmt, ...)
+{
+	char sql[8192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	return test_db_value(conn, sql);
+}
+
+static void expect(const char *want, const char *fmt, ...)
+{
+	char sql[8192];
+	char *got;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	got = test_db_value(conn, sql);
+	ck_assert_msg(strcmp(got, want) == 0, "%s\n-- got '%s', want '%s'", sql, got, want);
+	free(got);
+}
+
+/* Waits, woken by job events, until the job's status is one of want
+ * ("completed", or "completed|failed"). Returns the status (caller frees). */
+static char *wait_status(const char *job, const char *want, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		char *st = value("SELECT status FROM importer.import_jobs WHERE id = '%s'", job);
+		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+		PGnotify *n;
+
+		if (strstr(want, st) != NULL || now_ms() >= deadline)
+			return st;
+		free(st);
+		poll(&pfd, 1, 500);
+		PQconsumeInput(conn);
+		while ((n = PQnotifies(conn)) != NULL)
+			PQfreemem(n);
+	}
+}
+
+static void start_worker(struct test_proc *p)
+{
+	const char *argv[] = {IMPORTER_WORKER_BIN, NULL};
+	const char *env[] = {database_env, "IMPORTER_POLL_INTERVAL_MS=600000", NULL};
+
+	test_proc_start(p, argv, env);
+	ck_assert_msg(test_proc_wait_for(p, "\"event\":\"listen.ready\"", 10000), "%s", p->buf);
+}
+
+/* Submits file (a SQL bytea expression) as kind with options; returns the id. */
+static char *submit(const char *kind, const char *file_sql, const char *options)
+{
+	return value("SELECT importer.submit_job('%s', %s, '%s'::jsonb || '{\"user_id\":\"" USER
+		     "\"}')",
+		     kind, file_sql, options);
+}
+
+static void run_to_end(const char *job, const char *want)
+{
+	struct test_proc w;
+	char *st;
+
+	start_worker(&w);
+	st = wait_status(job, "completed|failed|cancelled", 60000);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	ck_assert_msg(strcmp(st, want) == 0, "job ended %s, want %s: %s", st, want,
+		      value("SELECT coalesce(error_message, '') FROM importer.import_jobs "
+			    "WHERE id = '%s'",
+			    job));
+	free(st);
+}
+
+START_TEST(csv_rfc4180_upsert_lands_every_row_exactly)
+{
+	/* BOM, quoted delimiter, escaped quote, embedded CRLF, CRLF line ends. */
+	char *job = submit("csv",
+			   "convert_to(E'\\xEF\\xBB\\xBF' || E'id,name,note\\r\\n"
+			   "1,Ada,\"likes, commas\"\\r\\n"
+			   "2,\"Bob \"\"B\"\"\",\"two\\r\\nlines\"\\r\\n"
+			   "3,Cy,plain', 'UTF8')",
+			   "{\"collection\":\"people\",\"file_name\":\"people.csv\"}");
+
+	run_to_end(job, "completed");
+	expect("3", "SELECT count(*) FROM importer.records WHERE collection = 'people'");
+	expect("{\"id\": \"2\", \"name\": \"Bob \\\"B\\\"\", \"note\": \"two\\r\\nlines\"}",
+	       "SELECT data::text FROM importer.records WHERE record_key = '2'");
+	expect("likes, commas", "SELECT data->>'note' FROM importer.records WHERE record_key = '1'");
+	expect("completed/done/100/3/3/0/f",
+	       "SELECT concat_ws('/', status, phase, progress, processed_items, total_items, "
+	       "failed_items, total_is_estimate) FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	expect("3/0/0/3", "SELECT concat_ws('/', counts->>'inserted', counts->>'updated', "
+			  "counts->>'failed', counts->'collections'->'people'->>'inserted') "
+			  "FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	expect("t", "SELECT bool_and(job_id = '%s') FROM importer.records", job);
+	expect("job.started,job.completed",
+	       "SELECT string_agg(event, ',' ORDER BY id) FROM importer.import_logs "
+	       "WHERE job_id = '%s'",
+	       job);
+	/* A completed job's chunks are dropped. */
+	expect("0", "SELECT count(*) FROM importer.import_file_chunks c JOIN importer.import_jobs "
+		    "j ON j.file_id = c.file_id WHERE j.id = '%s'",
+	       job);
+	free(job);
+}
+END_TEST
+
+START_TEST(bad_records_become_errors_and_good_ones_land)
+{
+	/* Row 2 ragged, row 3 invalid UTF-8, row 4 a NUL byte, row 5 no key. */
+	char *job = submit("csv",
+			   "convert_to('id,name' || chr(10) || '1,ok' || chr(10) || '2' || chr(10), "
+			   "'UTF8') || '\\x332cff0a'::bytea || '\\x342c610062'::bytea || "
+			   "convert_to(chr(10) || ',nokey' || chr(10) || '6,fine' || chr(10), 'UTF8')",
+			   "{\"collection\":\"c\"}");
+
+	run_to_end(job, "completed");
+	expect("1,6", "SELECT string_agg(record_key, ',' ORDER BY record_key) FROM importer.records");
+	expect("2,3,4,5", "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
+			  "FROM importer.import_errors WHERE job_id = '%s'",
+	       job);
+	expect("6/4/2/4", "SELECT concat_ws('/', processed_items, failed_items, "
+			  "counts->>'inserted', counts->>'failed') FROM importer.import_jobs "
+			  "WHERE id = '%s'",
+	       job);
+	expect("expected 2 fields, found 1", "SELECT message FROM importer.import_errors "
+					     "WHERE job_id = '%s' AND record_index = 2",
+	       job);
+	free(job);
+}
+END_TEST
+
+START_TEST(upsert_twice_is_deterministic_and_last_record_for_a_key_wins)
+{
+	const char *file = "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2,b' || chr(10) "
+			   "|| '1,c' || chr(10), 'UTF8')";
+	char *first = submit("csv", file, "{\"collection\":\"d\"}");
+	char *second;
+
+	run_to_end(first, "completed");
+	expect("1=c,2=b", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+			  "ORDER BY record_key) FROM importer.records");
+	second = submit("csv", file, "{\"collection\":\"d\"}");
+	run_to_end(second, "completed");
+	expect("1=c,2=b", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+			  "ORDER BY record_key) FROM importer.records");
+	expect("0/2", "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
+		      "FROM importer.import_jobs WHERE id = '%s'",
+	       second);
+	free(first);
+	free(second);
+}
+END_TEST
+
+START_TEST(append_refuses_existing_and_repeated_keys)
+{
+	char *first = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10), 'UTF8')",
+			     "{\"collection\":\"e\"}");
+	char *second;
+
+	run_to_end(first, "completed");
+	second = submit("csv",
+			"convert_to('id,v' || chr(10) || '1,x' || chr(10) || '2,y' || chr(10) || "
+			"'2,z' || chr(10), 'UTF8')",
+			"{\"collection\":\"e\",\"mode\":\"append\"}");
+	run_to_end(second, "completed");
+	expect("1=a,2=y", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+			  "ORDER BY record_key) FROM importer.records");
+	expect("1,3", "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
+		      "FROM importer.import_errors WHERE job_id = '%s'",
+	       second);
+	free(first);
+	free(second);
+}
+END_TEST
+
+START_TEST(dry_run_reports_counts_and_writes_nothing)
+{
+	char *job = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2' || "
+				  "chr(10), 'UTF8')",
+			   "{\"collection\":\"f\",\"dry_run\":true}");
+
+	run_to_end(job, "completed");
+	expect("0", "SELECT count(*) FROM importer.records");
+	expect("1/1/2", "SELECT concat_ws('/', counts->>'inserted', counts->>'failed', "
+			"processed_items) FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	free(job);
+}
+END_TEST
+
+START_TEST(ndjson_and_backup_import_by_id)
+{
+	char *nd = submit("ndjson",
+			  "convert_to('{\"id\":1,\"n\":\"a\"}' || chr(13) || chr(10) || chr(10) || "
+			  "'not json' || chr(10) || '{\"id\":\"k2\",\"n\":[1,2]}' || chr(10) || "
+			  "'[1]', 'UTF8')",
+			  "{\"collection\":\"nd\"}");
+	char *bk = submit("backup",
+			  "convert_to('{\"metadata\":{\"v\":1},\"users\":[{\"id\":1},{\"id\":2}],"
+			  "\"businesses\":[{\"id\":\"b1\",\"tags\":[\"x]\"]},7]}', 'UTF8')",
+			  "{}");
+
+	run_to_end(nd, "completed");
+	run_to_end(bk, "completed");
+	expect("nd:1,nd:k2", "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY 1) "
+			     "FROM importer.records WHERE collection = 'nd'");
+	expect("2", "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", nd);
+	expect("businesses:b1,users:1,users:2",
+	       "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY collection, "
+	       "record_key) FROM importer.records WHERE collection <> 'nd'");
+	expect("2/1/1", "SELECT concat_ws('/', counts->'collections'->'users'->>'inserted', "
+			"counts->'collections'->'businesses'->>'inserted', "
+			"counts->'collections'->'businesses'->>'failed') FROM importer.import_jobs "
+			"WHERE id = '%s'",
+	       bk);
+	free(nd);
+	free(bk);
+}
+END_TEST
+
+START_TEST(file_level_problems_fail_the_job_with_a_clear_message)
+{
+	char *quote = submit("csv", "convert_to('id,v' || chr(10) || '1,\"open', 'UTF8')",
+			     "{\"collection\":\"g\"}");
+	char *empty = submit("csv", "''::bytea", "{\"collection\":\"g\"}");
+	char *garbage = submit("backup", "convert_to('[1,2]', 'UTF8')", "{}");
+
+	run_to_end(quote, "failed");
+	run_to_end(empty, "failed");
+	run_to_end(garbage, "failed");
+	expect("t", "SELECT error_message ILIKE '%%quote%%' FROM importer.import_jobs "
+		    "WHERE id = '%s'",
+	       quote);
+	expect("the file is empty", "SELECT error_message FROM importer.import_jobs "
+				    "WHERE id = '%s'",
+	       empty);
+	expect("0", "SELECT count(*) FROM importer.records");
+	free(quote);
+	free(empty);
+	free(garbage);
+}
+END_TEST
+
+/* A CSV of rows rows, id,a,b. */
+#define BIG_CSV(rows)                                                                              \
+	"convert_to('id,a,b' || chr(10) || (SELECT string_agg(g || ',x' || g || ',y', chr(10)) "  \
+	"FROM generate_series(1, " #rows ") g) || chr(10), 'UTF8')"
+
+START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
+{
+	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"big\",\"batch_size\":50}");
+	struct test_proc w1, w2;
+	char *st;
+
+	start_worker(&w1);
+	/* Wait for some committed progress, then stop the worker. */
+	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.claimed\"", 10000), "%s", w1.buf);
+	for (long deadline = now_ms() + 20000;;) {
+		char *n = value("SELECT processed_items FROM importer.import_jobs WHERE id = '%s'",
+				job);
+		bool some = atoll(n) >= 500;
+
+		free(n);
+		if (some || now_ms() > deadline)
+			break;
+		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+		poll(&pfd, 1, 200);
+		PQconsumeInput(conn);
+		for (PGnotify *nt; (nt = PQnotifies(conn)) != NULL;)
+			PQfreemem(nt);
+	}
+	ck_assert_int_eq(test_proc_stop(&w1, SIGTERM, 10000), 0);
+	expect("pending/true", "SELECT status || '/' || (checkpoint IS NOT NULL) "
+			    "FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	start_worker(&w2);
+	st = wait_status(job, "completed|failed", 120000);
+	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
+	ck_assert_str_eq(st, "completed");
+	expect("20000/20000/20000", "SELECT count(*) || '/' || count(DISTINCT record_key) || '/' "
+				    "|| max(record_key::int) FROM importer.records");
+	expect("20000/0/20000", "SELECT concat_ws('/', processed_items, failed_items, "
+				"counts->>'inserted') FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	expect("1", "SELECT count(*) FROM importer.import_logs WHERE job_id = '%s' "
+		    "AND event = 'job.released'",
+	       job);
+	free(st);
+	free(job);
+}
+END_TEST
+
+START_TEST(cancel_stops_a_running_import_quickly_and_keeps_what_committed)
+{
+	char *job = submit("csv", BIG_CSV(200000), "{\"collection\":\"cx\",\"batch_size\":1000}");
+	struct test_proc w;
+	char *st;
+	long t0;
+
+	start_worker(&w);
+	ck_assert_msg(test_proc_wait_for(&w, "\"event\":\"job.claimed\"", 10000), "%s", w.buf);
+	t0 = now_ms();
+	/* As the owner, the way the gateway asks. */
+	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
+				   "SELECT importer.cancel_job(id) FROM importer.import_jobs"));
+	st = wait_status(job, "cancelled", 10000);
+	ck_assert_str_eq(st, "cancelled");
+	/* One second is the promise; sanitizers slow batches, so allow slack. */
+	ck_assert_int_lt(now_ms() - t0, 3000);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	{
+		char *processed = value("SELECT processed_items FROM importer.import_jobs "
+					"WHERE id = '%s'",
+					job);
+		expect(processed, "SELECT count(*) FROM importer.records");
+		free(processed);
+	}
+	free(st);
+	free(job);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("worker_import");
+	TCase *tc = tcase_create("db");
+
+	tcase_add_unchecked_fixture(tc, create_database, NULL);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, csv_rfc4180_upsert_lands_every_row_exactly);
+	tcase_add_test(tc, bad_records_become_errors_and_good_ones_land);
+	tcase_add_test(tc, upsert_twice_is_deterministic_and_last_record_for_a_key_wins);
+	tcase_add_test(tc, append_refuses_existing_and_repeated_keys);
+	tcase_add_test(tc, dry_run_reports_counts_and_writes_nothing);
+	tcase_add_test(tc, ndjson_and_backup_import_by_id);
+	tcase_add_test(tc, file_level_problems_fail_the_job_with_a_clear_message);
+	tcase_add_test(tc, small_batches_checkpoint_and_sigterm_releases_to_another_worker);
+	tcase_add_test(tc, cancel_stops_a_running_import_quickly_and_keeps_what_committed);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}

@@ -1,0 +1,412 @@
+/* batch.c -- gather, deduplicate and write one batch of records (see batch.h). */
+#include "batch.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgconn.h"
+
+/* Longest excerpt of a bad record kept in import_errors.raw. */
+#define RAW_EXCERPT 200
+
+static const char sql_upsert[] =
+	"WITH w AS ("
+	" INSERT INTO importer.records AS r (user_id, collection, record_key, data, job_id)"
+	" SELECT $1, t.c, t.k, t.d::jsonb, $2"
+	"   FROM unnest($3::text[], $4::text[], $5::text[]) AS t(c, k, d)"
+	" ON CONFLICT (user_id, collection, record_key) DO UPDATE"
+	"   SET data = EXCLUDED.data, job_id = EXCLUDED.job_id, updated_at = now()"
+	" RETURNING r.collection, (r.xmax = 0) AS ins)"
+	"SELECT collection, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins), ''"
+	"  FROM w GROUP BY collection";
+
+/* Existing keys are refused: their ordinals come back as errors. */
+static const char sql_append[] =
+	"WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[])"
+	"             WITH ORDINALITY AS t(c, k, d, n)),"
+	" w AS ("
+	" INSERT INTO importer.records AS r (user_id, collection, record_key, data, job_id)"
+	" SELECT $1, t.c, t.k, t.d::jsonb, $2 FROM t"
+	" ON CONFLICT (user_id, collection, record_key) DO NOTHING"
+	" RETURNING r.collection, r.record_key)"
+	"SELECT t.c, count(w.record_key), 0, string_agg(t.n::text, ',') FILTER (WHERE w.record_key IS NULL)"
+	"  FROM t LEFT JOIN w ON w.collection = t.c AND w.record_key = t.k GROUP BY t.c";
+
+/* What a write would do, without writing (the casts still validate). */
+static const char sql_dry_run[] =
+	"WITH t AS (SELECT c, k, d::jsonb AS d, n FROM unnest($3::text[], $4::text[], $5::text[])"
+	"             WITH ORDINALITY AS t(c, k, d, n))"
+	"SELECT t.c, count(*) FILTER (WHERE r.record_key IS NULL),"
+	"       count(*) FILTER (WHERE r.record_key IS NOT NULL AND $6 = 'upsert'),"
+	"       string_agg(t.n::text, ',') FILTER (WHERE r.record_key IS NOT NULL AND $6 = 'append')"
+	"  FROM t LEFT JOIN importer.records r"
+	"    ON r.user_id = $1 AND r.collection = t.c AND r.record_key = t.k"
+	" WHERE $2::uuid IS NOT NULL GROUP BY t.c";
+
+static const char sql_errors[] =
+	"INSERT INTO importer.import_errors"
+	" (job_id, user_id, record_index, record_key, collection, message, raw)"
+	" SELECT $1, $2, t.i, t.k, t.c, t.m, t.r"
+	"   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])"
+	"     AS t(i, k, c, m, r)";
+
+void batch_reset(struct batch *b)
+{
+	for (size_t i = 0; i < b->nrecords; i++) {
+		free(b->records[i].collection);
+		free(b->records[i].key);
+		free(b->records[i].data);
+	}
+	for (size_t i = 0; i < b->nerrors; i++) {
+		free(b->errors[i].key);
+		free(b->errors[i].collection);
+		free(b->errors[i].message);
+		free(b->errors[i].raw);
+	}
+	for (size_t i = 0; i < b->ntallies; i++)
+		free(b->tallies[i].collection);
+	b->nrecords = b->nerrors = b->ntallies = 0;
+	b->bytes = 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+static char *dup_len(const char *s, size_t len)
+{
+	char *d = malloc(len + 1);
+
+	if (d != NULL) {
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+static int grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+	void *p;
+	size_t ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 256;
+	p = realloc(*arr, ncap * size);
+	if (p == NULL)
+		return -1;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+int batch_add_record(struct batch *b, const char *collection, const char *key, const char *data,
+		     size_t data_len, int64_t index)
+{
+	struct batch_record *r;
+
+	if (grow((void **)&b->records, &b->cap_records, b->nrecords, sizeof(*r)) != 0)
+		return -1;
+	r = &b->records[b->nrecords];
+	r->collection = strdup(collection);
+	r->key = strdup(key);
+	r->data = dup_len(data, data_len);
+	r->index = index;
+	b->nrecords++;
+	b->bytes += data_len + strlen(key);
+	return r->collection && r->key && r->data ? 0 : -1;
+}
+
+int batch_add_error(struct batch *b, int64_t index, const char *collection, const char *key,
+		    const char *message, const char *raw, size_t raw_len)
+{
+	struct batch_error *e;
+
+	if (grow((void **)&b->errors, &b->cap_errors, b->nerrors, sizeof(*e)) != 0)
+		return -1;
+	e = &b->errors[b->nerrors++];
+	e->index = index;
+	e->collection = dup_or_null(collection);
+	e->key = dup_or_null(key);
+	e->message = strdup(message);
+	e->raw = NULL;
+	if (raw != NULL) {
+		size_t n = raw_len < RAW_EXCERPT ? raw_len : RAW_EXCERPT;
+
+		/* Cut on a character boundary and without NULs: it goes into text. */
+		while (n > 0 && n < raw_len && ((unsigned char)raw[n] & 0xC0) == 0x80)
+			n--;
+		e->raw = dup_len(raw, n);
+		if (e->raw != NULL)
+			for (size_t i = 0; i < n; i++)
+				if (e->raw[i] == '\0')
+					e->raw[i] = '?';
+	}
+	return e->message != NULL ? 0 : -1;
+}
+
+/* Appends s as one element of a PostgreSQL array literal (NULL as NULL). */
+static void array_elem(struct evbuffer *buf, const char *s, bool first)
+{
+	if (!first)
+		evbuffer_add(buf, ",", 1);
+	if (s == NULL) {
+		evbuffer_add(buf, "NULL", 4);
+		return;
+	}
+	evbuffer_add(buf, "\"", 1);
+	for (const char *p = s;;) {
+		size_t run = strcspn(p, "\"\\");
+
+		evbuffer_add(buf, p, run);
+		p += run;
+		if (*p == '\0')
+			break;
+		evbuffer_add(buf, "\\", 1);
+		evbuffer_add(buf, p, 1);
+		p++;
+	}
+	evbuffer_add(buf, "\"", 1);
+}
+
+/* Finishes an array literal and returns its text (valid until buf is freed). */
+static const char *array_text(struct evbuffer *buf)
+{
+	evbuffer_add(buf, "}", 2); /* the closing brace and a NUL */
+	return (const char *)evbuffer_pullup(buf, -1);
+}
+
+static void tally_add(struct batch *b, const char *collection, int64_t ins, int64_t upd,
+		      int64_t failed)
+{
+	for (size_t i = 0; i < b->ntallies; i++) {
+		if (strcmp(b->tallies[i].collection, collection) == 0) {
+			b->tallies[i].inserted += ins;
+			b->tallies[i].updated += upd;
+			b->tallies[i].failed += failed;
+			return;
+		}
+	}
+	b->tallies = realloc(b->tallies, (b->ntallies + 1) * sizeof(*b->tallies));
+	b->tallies[b->ntallies] = (struct batch_tally){strdup(collection), ins, upd, failed};
+	b->ntallies++;
+}
+
+static int cmp_record(const void *pa, const void *pb)
+{
+	const struct batch_record *a = *(struct batch_record *const *)pa;
+	const struct batch_record *b = *(struct batch_record *const *)pb;
+	int c = strcmp(a->collection, b->collection);
+
+	if (c == 0)
+		c = strcmp(a->key, b->key);
+	if (c == 0)
+		c = a->index < b->index ? -1 : a->index > b->index;
+	return c;
+}
+
+/* Whether a failed statement is about the data (isolate the record) rather
+ * than the connection or the transaction (give up on the batch). */
+static bool is_record_error(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state != NULL && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+				 strncmp(state, "54", 2) == 0);
+}
+
+static bool exec_ok(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	PQclear(res);
+	return ok;
+}
+
+struct write_ctx {
+	PGconn *conn;
+	struct batch *b;
+	struct batch_record **recs; /* the deduplicated records, in key order */
+	const char *user_id, *job_id, *mode;
+	bool dry_run;
+	char *err;
+	size_t errlen;
+};
+
+static int add_failed(struct write_ctx *w, struct batch_record *r, const char *message)
+{
+	tally_add(w->b, r->collection, 0, 0, 1);
+	return batch_add_error(w->b, r->index, r->collection, r->key, message, r->data,
+			       strlen(r->data));
+}
+
+/* Writes recs[lo, hi) under a savepoint; bisects on a record-level failure. */
+static int write_range(struct write_ctx *w, size_t lo, size_t hi)
+{
+	struct evbuffer *cs = evbuffer_new(), *ks = evbuffer_new(), *ds = evbuffer_new();
+	const char *sql = w->dry_run ? sql_dry_run
+				     : strcmp(w->mode, "append") == 0 ? sql_append : sql_upsert;
+	const char *params[6];
+	PGresult *res;
+	int rc = -1;
+
+	evbuffer_add(cs, "{", 1);
+	evbuffer_add(ks, "{", 1);
+	evbuffer_add(ds, "{", 1);
+	for (size_t i = lo; i < hi; i++) {
+		array_elem(cs, w->recs[i]->collection, i == lo);
+		array_elem(ks, w->recs[i]->key, i == lo);
+		array_elem(ds, w->recs[i]->data, i == lo);
+	}
+	params[0] = w->user_id;
+	params[1] = w->job_id;
+	params[2] = array_text(cs);
+	params[3] = array_text(ks);
+	params[4] = array_text(ds);
+	params[5] = w->mode;
+	if (!exec_ok(w->conn, "SAVEPOINT batch_write")) {
+		pgconn_error(w->conn, NULL, w->err, w->errlen);
+		goto out;
+	}
+	res = PQexecParams(w->conn, sql, w->dry_run ? 6 : 5, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		for (int row = 0; row < PQntuples(res); row++) {
+			const char *coll = PQgetvalue(res, row, 0);
+			char *refused = PQgetvalue(res, row, 3);
+
+			tally_add(w->b, coll, strtoll(PQgetvalue(res, row, 1), NULL, 10),
+				  strtoll(PQgetvalue(res, row, 2), NULL, 10), 0);
+			/* append: ordinals (1-based in this range) of existing keys */
+			for (char *tok = strtok(refused, ","); tok != NULL; tok = strtok(NULL, ","))
+				if (add_failed(w, w->recs[lo + (size_t)atoll(tok) - 1],
+					       "key already exists (mode append)") != 0)
+					goto out_clear;
+		}
+		rc = exec_ok(w->conn, "RELEASE SAVEPOINT batch_write") ? 0 : -1;
+	} else if (is_record_error(res)) {
+		char msg[512];
+
+		pgconn_error(w->conn, res, msg, sizeof(msg));
+		if (!exec_ok(w->conn, "ROLLBACK TO SAVEPOINT batch_write") ||
+		    !exec_ok(w->conn, "RELEASE SAVEPOINT batch_write"))
+			goto out_clear;
+		if (hi - lo == 1)
+			rc = add_failed(w, w->recs[lo], msg);
+		else if (write_range(w, lo, lo + (hi - lo) / 2) == 0)
+			rc = write_range(w, lo + (hi - lo) / 2, hi);
+		PQclear(res);
+		goto out;
+	} else {
+		pgconn_error(w->conn, res, w->err, w->errlen);
+	}
+out_clear:
+	PQclear(res);
+out:
+	evbuffer_free(cs);
+	evbuffer_free(ks);
+	evbuffer_free(ds);
+	return rc;
+}
+
+int batch_write(PGconn *conn, struct batch *b, const char *user_id, const char *job_id,
+		const char *mode, bool dry_run, char *err, size_t errlen)
+{
+	struct write_ctx w = {conn, b, NULL, user_id, job_id, mode, dry_run, err, errlen};
+	bool append = strcmp(mode, "append") == 0;
+	size_t n = 0, ndups = 0, nrecords = b->nrecords;
+	struct batch_record **dups = NULL;
+	int rc = 0;
+
+	if (nrecords == 0)
+		return 0;
+	w.recs = malloc(nrecords * sizeof(*w.recs));
+	dups = malloc(nrecords * sizeof(*dups));
+	if (w.recs == NULL || dups == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < nrecords; i++)
+		w.recs[i] = &b->records[i];
+	qsort(w.recs, nrecords, sizeof(*w.recs), cmp_record);
+	/* One record per key: upsert keeps the last in file order, append keeps
+	 * the first and refuses the others. */
+	for (size_t i = 0; i < nrecords; i++) {
+		bool same_next = i + 1 < nrecords &&
+				 strcmp(w.recs[i]->collection, w.recs[i + 1]->collection) == 0 &&
+				 strcmp(w.recs[i]->key, w.recs[i + 1]->key) == 0;
+		bool same_prev = n > 0 &&
+				 strcmp(w.recs[n - 1]->collection, w.recs[i]->collection) == 0 &&
+				 strcmp(w.recs[n - 1]->key, w.recs[i]->key) == 0;
+
+		if (append ? !same_prev : !same_next)
+			w.recs[n++] = w.recs[i];
+		else if (append)
+			dups[ndups++] = w.recs[i];
+	}
+	/* Adding errors never moves b->records, which the pointers point into. */
+	for (size_t i = 0; i < ndups && rc == 0; i++)
+		rc = add_failed(&w, dups[i], "key repeated in the file (mode append)");
+	if (rc == 0 && n > 0)
+		rc = write_range(&w, 0, n);
+out:
+	free(dups);
+	free(w.recs);
+	return rc;
+}
+
+int batch_write_errors(PGconn *conn, const struct batch *b, const char *user_id,
+		       const char *job_id, int64_t max_rows, char *err, size_t errlen)
+{
+	struct evbuffer *is, *ks, *cs, *ms, *rs;
+	size_t n = b->nerrors < (size_t)(max_rows > 0 ? max_rows : 0) ? b->nerrors
+								      : (size_t)(max_rows > 0 ? max_rows : 0);
+	const char *params[7];
+	PGresult *res;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	is = evbuffer_new();
+	ks = evbuffer_new();
+	cs = evbuffer_new();
+	ms = evbuffer_new();
+	rs = evbuffer_new();
+	evbuffer_add(is, "{", 1);
+	evbuffer_add(ks, "{", 1);
+	evbuffer_add(cs, "{", 1);
+	evbuffer_add(ms, "{", 1);
+	evbuffer_add(rs, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char idx[32];
+
+		snprintf(idx, sizeof(idx), "%lld", (long long)b->errors[i].index);
+		array_elem(is, b->errors[i].index > 0 ? idx : NULL, i == 0);
+		array_elem(ks, b->errors[i].key, i == 0);
+		array_elem(cs, b->errors[i].collection, i == 0);
+		array_elem(ms, b->errors[i].message, i == 0);
+		array_elem(rs, b->errors[i].raw, i == 0);
+	}
+	params[0] = job_id;
+	params[1] = user_id;
+	params[2] = array_text(is);
+	params[3] = array_text(ks);
+	params[4] = array_text(cs);
+	params[5] = array_text(ms);
+	params[6] = array_text(rs);
+	res = PQexecParams(conn, sql_errors, 7, NULL, params, NULL, NULL, 0);
+	rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	if (rc != 0)
+		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	evbuffer_free(is);
+	evbuffer_free(ks);
+	evbuffer_free(cs);
+	evbuffer_free(ms);
+	evbuffer_free(rs);
+	return rc;
+}

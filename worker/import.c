@@ -1,0 +1,821 @@
+/* import.c -- one batch at a time of a csv, ndjson or backup job (see import.h).
+ *
+ * Position bookkeeping: `pos` is always a record boundary (the end of the last
+ * record handed to the batch, or the start of the file) expressed both as an
+ * absolute byte offset and as (chunk seq, offset in chunk), since chunks may
+ * differ in size. Bytes read past pos (a partial record at a batch's end) are
+ * simply read again by the next step's fresh reader.
+ */
+#include "import.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch.h"
+#include "csv.h"
+#include "jsonstream.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "pgconn.h"
+
+/* Keys longer than this are record errors (DESIGN.md). */
+#define MAX_KEY_BYTES 512
+
+struct position {
+	uint64_t offset;        /* absolute byte offset */
+	int64_t chunk_seq;      /* chunk holding that byte */
+	uint64_t chunk_base;    /* absolute offset of that chunk's first byte */
+	uint64_t line;          /* csv/ndjson: line number at offset */
+	int64_t records;        /* data records consumed (good + failed) */
+	char *collection;       /* owned; backup: collection being read, NULL before any */
+	uint64_t element_index; /* backup: next element's index in it */
+};
+
+struct import {
+	PGconn *conn;           /* borrowed */
+	struct job *job;        /* borrowed */
+	/* policy */
+	int64_t batch_rows, batch_bytes, batch_pause_ms, max_errors_stored, max_record_bytes;
+	char delimiter;
+	const char *key_name;   /* borrowed from job->payload; NULL = default */
+	/* where the committed checkpoint is, and where this step has got to */
+	struct position pos;
+	/* the cached chunk */
+	char *chunk;            /* owned */
+	size_t chunk_len;
+	int64_t chunk_seq;      /* -1 = none cached */
+	int64_t read_seq;       /* the chunk being fed to the reader */
+	uint64_t read_base;     /* its absolute offset */
+	/* csv */
+	char **header;          /* owned; column names */
+	size_t header_n;
+	int key_col;            /* -1: the record number is the key */
+	/* the batch being built */
+	struct batch batch;
+	struct json_tokener *tok; /* owned */
+	bool stop_reading;      /* the batch is full */
+	bool file_error;        /* a file-level problem was found: fail the job */
+	char message[512];      /* its description */
+	/* rate for the ETA */
+	struct timespec started;
+	uint64_t started_offset;
+	bool logged_start;
+};
+
+static void find_key_col(struct import *im);
+
+/* ==== Settings and checkpoint ==== */
+
+static const char sql_settings[] =
+	"SELECT importer.setting_int('batch_rows', $1), importer.setting_int('batch_bytes', $1),"
+	"       importer.setting_int('batch_pause_ms', $1),"
+	"       importer.setting_int('max_errors_stored', $1),"
+	"       importer.setting_int('max_record_bytes', $1),"
+	"       (SELECT count(*) FROM importer.import_errors WHERE job_id = $2)";
+
+static int64_t opt_int(struct json_object *obj, const char *key, int64_t def)
+{
+	int64_t v;
+
+	return jsonutil_get_int64(obj, key, &v) ? v : def;
+}
+
+static int64_t int_or(const PGresult *res, int col, int64_t def)
+{
+	return PQgetisnull(res, 0, col) ? def : strtoll(PQgetvalue(res, 0, col), NULL, 10);
+}
+
+static void free_header(struct import *im)
+{
+	for (size_t i = 0; i < im->header_n; i++)
+		free(im->header[i]);
+	free(im->header);
+	im->header = NULL;
+	im->header_n = 0;
+}
+
+/* Reads the checkpoint written by checkpoint_json(). */
+static void load_checkpoint(struct import *im)
+{
+	struct json_object *cp = im->job->checkpoint, *hdr;
+	const char *coll;
+
+	if (cp == NULL || !json_object_is_type(cp, json_type_object))
+		return;
+	im->pos.offset = (uint64_t)opt_int(cp, "byte_offset", 0);
+	im->pos.chunk_seq = opt_int(cp, "chunk_seq", 0);
+	im->pos.chunk_base = im->pos.offset - (uint64_t)opt_int(cp, "chunk_offset", 0);
+	im->pos.line = (uint64_t)opt_int(cp, "line", 1);
+	im->pos.records = opt_int(cp, "record_index", 0);
+	im->pos.element_index = (uint64_t)opt_int(cp, "element_index", 0);
+	coll = jsonutil_get_string(cp, "collection");
+	im->pos.collection = coll != NULL ? strdup(coll) : NULL;
+	if (json_object_object_get_ex(cp, "header", &hdr) &&
+	    json_object_is_type(hdr, json_type_array)) {
+		im->header_n = json_object_array_length(hdr);
+		im->header = calloc(im->header_n ? im->header_n : 1, sizeof(*im->header));
+		for (size_t i = 0; i < im->header_n; i++)
+			im->header[i] =
+				strdup(json_object_get_string(json_object_array_get_idx(hdr, i)));
+	}
+}
+
+static struct json_object *checkpoint_json(const struct import *im)
+{
+	struct json_object *cp = json_object_new_object();
+
+	jsonutil_add(cp, "byte_offset", json_object_new_int64((int64_t)im->pos.offset));
+	jsonutil_add(cp, "chunk_seq", json_object_new_int64(im->pos.chunk_seq));
+	jsonutil_add(cp, "chunk_offset",
+		     json_object_new_int64((int64_t)(im->pos.offset - im->pos.chunk_base)));
+	jsonutil_add(cp, "record_index", json_object_new_int64(im->pos.records));
+	jsonutil_add(cp, "line", json_object_new_int64((int64_t)im->pos.line));
+	if (im->header != NULL) {
+		struct json_object *hdr = json_object_new_array();
+
+		for (size_t i = 0; i < im->header_n; i++)
+			jsonutil_append(hdr, json_object_new_string(im->header[i]));
+		jsonutil_add(cp, "header", hdr);
+	}
+	if (im->pos.collection != NULL) {
+		jsonutil_add(cp, "collection", json_object_new_string(im->pos.collection));
+		jsonutil_add(cp, "element_index",
+			     json_object_new_int64((int64_t)im->pos.element_index));
+	}
+	return cp;
+}
+
+struct import *import_new(PGconn *conn, struct job *job, char *err, size_t errlen)
+{
+	struct import *im = calloc(1, sizeof(*im));
+	const char *params[] = {job->user_id, job->id};
+	const char *delim;
+	PGresult *res;
+
+	if (im == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	im->conn = conn;
+	im->job = job;
+	im->chunk_seq = -1;
+	im->key_col = -1;
+	im->pos.line = 1;
+	res = PQexecParams(conn, sql_settings, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		pgconn_error(conn, res, err, errlen);
+		PQclear(res);
+		import_free(im);
+		return NULL;
+	}
+	im->batch_rows = opt_int(job->payload, "batch_size", int_or(res, 0, 5000));
+	im->batch_bytes = int_or(res, 1, 8 << 20);
+	im->batch_pause_ms = int_or(res, 2, 0);
+	im->max_errors_stored = int_or(res, 3, 10000) - int_or(res, 5, 0);
+	im->max_record_bytes = int_or(res, 4, 16 << 20);
+	PQclear(res);
+	delim = jsonutil_get_string(job->payload, "delimiter");
+	im->delimiter = delim != NULL && delim[0] != '\0' ? delim[0] : ',';
+	im->key_name = jsonutil_get_string(job->payload, "key");
+	im->tok = jsonstream_tokener_new();
+	load_checkpoint(im);
+	if (im->header != NULL)
+		find_key_col(im);
+	clock_gettime(CLOCK_MONOTONIC, &im->started);
+	im->started_offset = im->pos.offset;
+	return im;
+}
+
+void import_free(struct import *im)
+{
+	if (im == NULL)
+		return;
+	batch_reset(&im->batch);
+	free(im->batch.records);
+	free(im->batch.errors);
+	free(im->batch.tallies);
+	free(im->chunk);
+	free_header(im);
+	free(im->pos.collection);
+	if (im->tok != NULL)
+		json_tokener_free(im->tok);
+	free(im);
+}
+
+/* ==== Reading chunks ==== */
+
+static const char sql_chunk[] =
+	"SELECT data FROM importer.import_file_chunks WHERE file_id = $1 AND seq = $2";
+
+/* Makes chunk seq the cached one. Returns 1, 0 past the last chunk, -1 on error. */
+static int load_chunk(struct import *im, int64_t seq, char *err, size_t errlen)
+{
+	char seq_text[24];
+	const char *params[] = {im->job->file_id, seq_text};
+	PGresult *res;
+	int rc = -1;
+
+	if (im->chunk_seq == seq)
+		return 1;
+	snprintf(seq_text, sizeof(seq_text), "%" PRId64, seq);
+	/* Binary result: the bytes as they are, no hex decoding. */
+	res = PQexecParams(im->conn, sql_chunk, 2, NULL, params, NULL, NULL, 1);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgconn_error(im->conn, res, err, errlen);
+	} else if (PQntuples(res) == 0) {
+		rc = 0;
+	} else {
+		size_t len = (size_t)PQgetlength(res, 0, 0);
+		char *data = malloc(len ? len : 1);
+
+		if (data != NULL) {
+			memcpy(data, PQgetvalue(res, 0, 0), len);
+			free(im->chunk);
+			im->chunk = data;
+			im->chunk_len = len;
+			im->chunk_seq = seq;
+			rc = 1;
+		} else {
+			snprintf(err, errlen, "out of memory");
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* ==== Records ==== */
+
+static bool batch_full(const struct import *im)
+{
+	return (int64_t)im->batch.nrecords + (int64_t)im->batch.nerrors >= im->batch_rows ||
+	       (int64_t)im->batch.bytes >= im->batch_bytes;
+}
+
+/* Moves pos to a record boundary at absolute offset end, which lies in the
+ * chunk being fed (or at its very end: then the next chunk holds the next byte). */
+static void advance(struct import *im, uint64_t end)
+{
+	im->pos.offset = end;
+	im->pos.chunk_seq = im->read_seq;
+	im->pos.chunk_base = im->read_base;
+	if (end >= im->read_base + im->chunk_len) {
+		im->pos.chunk_seq++;
+		im->pos.chunk_base += im->chunk_len;
+	}
+}
+
+static int record_error(struct import *im, const char *collection, const char *key,
+			const char *message, const char *raw, size_t raw_len)
+{
+	im->pos.records++;
+	return batch_add_error(&im->batch, im->pos.records, collection, key, message, raw, raw_len);
+}
+
+/* The key of an object record: a string or a number under key_name. */
+static const char *object_key(struct json_object *obj, const char *key_name, char *buf,
+			      size_t buflen)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(obj, key_name, &v))
+		return NULL;
+	if (json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+		snprintf(buf, buflen, "%s", json_object_to_json_string(v));
+		return buf;
+	}
+	return NULL;
+}
+
+/* Validates an object record's key and adds it to the batch. */
+static int add_object(struct import *im, const char *collection, struct json_object *obj,
+		      const char *raw, size_t raw_len)
+{
+	char buf[64];
+	const char *key_name = im->key_name != NULL ? im->key_name : "id";
+	const char *key = object_key(obj, key_name, buf, sizeof(buf));
+	const char *text;
+	size_t len;
+
+	if (key == NULL || key[0] == '\0') {
+		char msg[600];
+
+		snprintf(msg, sizeof(msg), "missing key: no string or number \"%s\"", key_name);
+		return record_error(im, collection, NULL, msg, raw, raw_len);
+	}
+	if (strlen(key) > MAX_KEY_BYTES || !jsonstream_valid_text(key, strlen(key)))
+		return record_error(im, collection, NULL, "key longer than 512 bytes or not text",
+				    raw, raw_len);
+	text = json_object_to_json_string_length(
+		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	im->pos.records++;
+	return batch_add_record(&im->batch, collection, key, text, len, im->pos.records);
+}
+
+/* The key column: the key option, else "id" if present, else none (record numbers). */
+static void find_key_col(struct import *im)
+{
+	im->key_col = -1;
+	for (size_t i = 0; i < im->header_n; i++)
+		if (strcmp(im->header[i], im->key_name != NULL ? im->key_name : "id") == 0) {
+			im->key_col = (int)i;
+			break;
+		}
+}
+
+static int csv_header(struct import *im, const struct csv_record *rec)
+{
+	im->header = calloc(rec->nfields, sizeof(*im->header));
+	if (im->header == NULL)
+		return -1;
+	im->header_n = rec->nfields;
+	for (size_t i = 0; i < rec->nfields; i++) {
+		if (!jsonstream_valid_text(rec->fields[i], rec->lens[i])) {
+			snprintf(im->message, sizeof(im->message),
+				 "the header's column %zu is not valid UTF-8 text", i + 1);
+			im->file_error = true;
+			return 1;
+		}
+		im->header[i] = strdup(rec->fields[i]);
+	}
+	find_key_col(im);
+	if (im->key_name != NULL && im->key_col < 0) {
+		snprintf(im->message, sizeof(im->message), "key column \"%.200s\" is not in the header",
+			 im->key_name);
+		im->file_error = true;
+		return 1;
+	}
+	return 0;
+}
+
+
+static int on_csv_record(const struct csv_record *rec, void *arg)
+{
+	struct import *im = arg;
+	const char *coll = im->job->collection;
+	struct json_object *obj;
+	char keybuf[24], msg[256];
+	const char *key;
+	int rc;
+
+	if (im->header == NULL) {
+		rc = csv_header(im, rec);
+		advance(im, rec->end);
+		im->pos.line = rec->line + 1;
+		return rc;
+	}
+	if (rec->nfields != im->header_n) {
+		snprintf(msg, sizeof(msg), "expected %zu fields, found %zu", im->header_n,
+			 rec->nfields);
+		rc = record_error(im, coll, NULL, msg, rec->fields[0], rec->lens[0]);
+		goto out;
+	}
+	for (size_t i = 0; i < rec->nfields; i++) {
+		if (!jsonstream_valid_text(rec->fields[i], rec->lens[i])) {
+			snprintf(msg, sizeof(msg),
+				 "field %zu (%.60s) is not valid UTF-8 text or holds a NUL byte", i + 1,
+				 im->header[i]);
+			rc = record_error(im, coll, NULL, msg, NULL, 0);
+			goto out;
+		}
+	}
+	if (im->key_col >= 0) {
+		key = rec->fields[im->key_col];
+		if (rec->lens[im->key_col] == 0 || rec->lens[im->key_col] > MAX_KEY_BYTES) {
+			rc = record_error(im, coll, NULL,
+					  rec->lens[im->key_col] == 0 ? "missing key"
+								      : "key longer than 512 bytes",
+					  rec->fields[0], rec->lens[0]);
+			goto out;
+		}
+	} else {
+		snprintf(keybuf, sizeof(keybuf), "%" PRId64, im->pos.records + 1);
+		key = keybuf;
+	}
+	obj = json_object_new_object();
+	for (size_t i = 0; i < rec->nfields; i++)
+		json_object_object_add(obj, im->header[i],
+				       json_object_new_string_len(rec->fields[i], (int)rec->lens[i]));
+	{
+		size_t len;
+		const char *text = json_object_to_json_string_length(
+			obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+		im->pos.records++;
+		rc = batch_add_record(&im->batch, coll, key, text, len, im->pos.records);
+	}
+	json_object_put(obj);
+out:
+	advance(im, rec->end);
+	im->pos.line = rec->line + 1; /* approximate for records with quoted newlines */
+	if (rc != 0)
+		return -1;
+	return batch_full(im) ? 1 : 0;
+}
+
+static int on_csv_error(enum csv_status st, uint64_t start, uint64_t end, uint64_t line, void *arg)
+{
+	struct import *im = arg;
+	int rc = record_error(im, im->job->collection, NULL, csv_status_text(st), NULL, 0);
+
+	advance(im, end);
+	im->pos.line = line + 1;
+	if (rc != 0)
+		return -1;
+	return batch_full(im) ? 1 : 0;
+}
+
+static int on_json_record(const struct jsonstream_record *rec, void *arg)
+{
+	struct import *im = arg;
+	const char *coll = im->job->collection;
+	struct json_object *obj = NULL;
+	char msg[256];
+	int rc;
+
+	if (rec->metadata)
+		return 0; /* backup metadata: not a record */
+	if (rec->collection != NULL) {
+		if (im->pos.collection == NULL || strcmp(im->pos.collection, rec->collection) != 0) {
+			free(im->pos.collection);
+			im->pos.collection = strdup(rec->collection);
+		}
+		im->pos.element_index = rec->index + 1;
+		coll = rec->collection;
+		if (rec->collection_len == 0 || rec->collection_len > 128 ||
+		    !jsonstream_valid_text(rec->collection, rec->collection_len)) {
+			rc = record_error(im, NULL, NULL, "collection name must be 1 to 128 characters of text",
+					  rec->data, rec->len);
+			goto out;
+		}
+	}
+	if (jsonstream_parse_object_tok(im->tok, rec->data, rec->len, &obj, msg, sizeof(msg)) != 0) {
+		rc = record_error(im, coll, NULL, msg, rec->data, rec->len);
+		goto out;
+	}
+	rc = add_object(im, coll, obj, rec->data, rec->len);
+	json_object_put(obj);
+out:
+	advance(im, rec->end_offset);
+	if (rec->line > 0)
+		im->pos.line = rec->line + 1;
+	if (rc != 0)
+		return -1;
+	return batch_full(im) ? 1 : 0;
+}
+
+static int on_json_error(const struct jsonstream_record *rec, void *arg)
+{
+	struct import *im = arg;
+	int rc;
+
+	if (rec->collection != NULL) {
+		free(im->pos.collection);
+		im->pos.collection = strdup(rec->collection);
+		im->pos.element_index = rec->index + 1;
+	}
+	rc = record_error(im, rec->collection != NULL ? rec->collection : im->job->collection, NULL,
+			  rec->message, NULL, 0);
+	advance(im, rec->end_offset);
+	if (rec->line > 0)
+		im->pos.line = rec->line + 1;
+	if (rc != 0)
+		return -1;
+	return batch_full(im) ? 1 : 0;
+}
+
+/* ==== Readers ==== */
+
+struct reader {
+	struct csv_parser *csv;
+	struct ndjson_reader *ndjson;
+	struct backup_reader *backup;
+};
+
+static int reader_open(struct import *im, struct reader *r, char *err, size_t errlen)
+{
+	size_t max = (size_t)im->max_record_bytes;
+	const char *kind = im->job->kind;
+
+	memset(r, 0, sizeof(*r));
+	if (strcmp(kind, "csv") == 0) {
+		r->csv = csv_parser_new(im->delimiter, max, im->pos.offset, im->pos.offset == 0);
+		if (r->csv != NULL)
+			csv_parser_set_line(r->csv, im->pos.line);
+	} else if (strcmp(kind, "ndjson") == 0) {
+		r->ndjson = ndjson_reader_new(max, im->pos.offset, im->pos.line, on_json_record,
+					      on_json_error, im);
+	} else if (strcmp(kind, "backup") == 0) {
+		struct backup_position at = {im->pos.offset, im->pos.collection,
+					     im->pos.collection ? strlen(im->pos.collection) : 0,
+					     im->pos.element_index};
+
+		r->backup = backup_reader_new(max, im->pos.collection != NULL ? &at : NULL,
+					      on_json_record, on_json_error, im);
+	}
+	if (r->csv == NULL && r->ndjson == NULL && r->backup == NULL) {
+		snprintf(err, errlen, "cannot start a %s reader", kind);
+		return -1;
+	}
+	return 0;
+}
+
+/* Describes a csv file-level error in im->message. */
+static void csv_failure(struct import *im, struct csv_parser *p)
+{
+	uint64_t start = 0, line = 0;
+	enum csv_status st = csv_parser_error(p, &start, &line);
+
+	if (st == CSV_OK || st == CSV_ERR_NOMEM)
+		return;
+	snprintf(im->message, sizeof(im->message), "%s (record starting on line %" PRIu64
+		 ", byte %" PRIu64 ")", csv_status_text(st), line, start);
+	im->file_error = true;
+}
+
+/* Feeds or (data NULL) finishes. Returns 0 (all consumed), 1 (batch full), or
+ * -1 (out of memory; file-level problems set im->file_error instead). */
+static int reader_push(struct import *im, struct reader *r, const char *data, size_t len)
+{
+	char msg[sizeof(im->message)];
+	int rc;
+
+	if (r->csv != NULL) {
+		rc = data != NULL ? csv_parser_feed(r->csv, data, len, on_csv_record, on_csv_error, im)
+				  : csv_parser_finish(r->csv, on_csv_record, on_csv_error, im);
+		if (rc < 0)
+			csv_failure(im, r->csv);
+	} else {
+		msg[0] = '\0';
+		if (r->ndjson != NULL)
+			rc = data != NULL ? ndjson_reader_feed(r->ndjson, data, len, msg, sizeof(msg))
+					  : ndjson_reader_finish(r->ndjson, msg, sizeof(msg));
+		else
+			rc = data != NULL ? backup_reader_feed(r->backup, data, len, msg, sizeof(msg))
+					  : backup_reader_finish(r->backup, msg, sizeof(msg));
+		if (rc == JSONSTREAM_ERROR && !im->file_error && msg[0] != '\0') {
+			snprintf(im->message, sizeof(im->message), "%s", msg);
+			im->file_error = true;
+		}
+	}
+	if (im->file_error)
+		return 0;
+	return rc < 0 ? -1 : rc > 0 ? 1 : 0;
+}
+
+static void reader_close(struct reader *r)
+{
+	csv_parser_free(r->csv);
+	ndjson_reader_free(r->ndjson);
+	backup_reader_free(r->backup);
+}
+
+/* Reads records from pos until the batch is full or the file ends.
+ * Returns 1 at end of file, 0 when the batch is full, -1 on a database or
+ * memory error (err); a file-level problem sets im->file_error. */
+static int gather(struct import *im, char *err, size_t errlen)
+{
+	struct reader r;
+	size_t off = (size_t)(im->pos.offset - im->pos.chunk_base);
+	int rc;
+
+	if (reader_open(im, &r, err, errlen) != 0)
+		return -1;
+	im->read_seq = im->pos.chunk_seq;
+	im->read_base = im->pos.chunk_base;
+	for (;;) {
+		rc = load_chunk(im, im->read_seq, err, errlen);
+		if (rc <= 0)
+			break;
+		if (off > im->chunk_len) {
+			snprintf(im->message, sizeof(im->message),
+				 "the checkpoint does not match the stored file");
+			im->file_error = true;
+			break;
+		}
+		rc = reader_push(im, &r, im->chunk + off, im->chunk_len - off);
+		if (rc != 0 || im->file_error)
+			break;
+		im->read_base += im->chunk_len;
+		im->read_seq++;
+		off = 0;
+	}
+	if (rc == 0 && !im->file_error) { /* past the last chunk: end of file */
+		rc = reader_push(im, &r, NULL, 0);
+		rc = rc == 0 ? 1 : rc > 0 ? 0 : -1;
+	} else if (rc > 0) {
+		rc = 0; /* the batch is full */
+	} else if (rc < 0 && err[0] == '\0') {
+		snprintf(err, errlen, "out of memory");
+	}
+	if (im->file_error)
+		rc = 0;
+	reader_close(&r);
+	return rc;
+}
+
+/* ==== Committing a batch ==== */
+
+static const char sql_progress[] =
+	"UPDATE importer.import_jobs SET phase = 'importing', progress = $3,"
+	" processed_items = $4, failed_items = $5, total_items = $6, total_is_estimate = true,"
+	" counts = $7::jsonb, checkpoint = $8::jsonb, current_step = $9, eta_seconds = $10::int"
+	" WHERE id = $1 AND lease_id = $2";
+
+static void count_add(struct json_object *obj, const char *key, int64_t n)
+{
+	int64_t v = 0;
+
+	jsonutil_get_int64(obj, key, &v);
+	jsonutil_add(obj, key, json_object_new_int64(v + n));
+}
+
+/* The per-collection object of counts, created on first use. Borrowed. */
+static struct json_object *collection_counts(struct json_object *counts, const char *name)
+{
+	struct json_object *colls, *c;
+
+	if (!json_object_object_get_ex(counts, "collections", &colls) ||
+	    !json_object_is_type(colls, json_type_object)) {
+		colls = json_object_new_object();
+		jsonutil_add(counts, "collections", colls);
+	}
+	if (!json_object_object_get_ex(colls, name, &c)) {
+		c = json_object_new_object();
+		jsonutil_add(c, "inserted", json_object_new_int64(0));
+		jsonutil_add(c, "updated", json_object_new_int64(0));
+		jsonutil_add(c, "failed", json_object_new_int64(0));
+		jsonutil_add(colls, name, c);
+	}
+	return c;
+}
+
+/* Adds the written batch to the job's counters. */
+static void tally_batch(struct import *im)
+{
+	struct json_object *counts = im->job->counts;
+
+	for (size_t i = 0; i < im->batch.ntallies; i++) {
+		struct batch_tally *t = &im->batch.tallies[i];
+		struct json_object *c = collection_counts(counts, t->collection);
+
+		count_add(counts, "inserted", t->inserted);
+		count_add(counts, "updated", t->updated);
+		count_add(c, "inserted", t->inserted);
+		count_add(c, "updated", t->updated);
+	}
+	for (size_t i = 0; i < im->batch.nerrors; i++) {
+		const char *coll = im->batch.errors[i].collection;
+
+		count_add(counts, "failed", 1);
+		if (coll != NULL)
+			count_add(collection_counts(counts, coll), "failed", 1);
+	}
+	im->job->processed_items = im->pos.records;
+	im->job->failed_items += (int64_t)im->batch.nerrors;
+}
+
+static double seconds_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static int write_progress(struct import *im, char *err, size_t errlen)
+{
+	struct job *job = im->job;
+	uint64_t size = job->file_size > 0 ? (uint64_t)job->file_size : 1;
+	uint64_t done = im->pos.offset < size ? im->pos.offset : size;
+	int64_t progress = (int64_t)(done * 100 / size), total = job->processed_items;
+	double rate = (double)(done - im->started_offset) / seconds_since(&im->started);
+	char p_progress[24], p_processed[24], p_failed[24], p_total[24], p_eta[24], step[160];
+	struct json_object *cp = checkpoint_json(im);
+	PGresult *res;
+	int rc;
+
+	if (progress > 99)
+		progress = 99; /* 100 only when done */
+	if (done > 0)
+		total = (int64_t)((double)job->processed_items * (double)size / (double)done);
+	snprintf(p_progress, sizeof(p_progress), "%" PRId64, progress);
+	snprintf(p_processed, sizeof(p_processed), "%" PRId64, job->processed_items);
+	snprintf(p_failed, sizeof(p_failed), "%" PRId64, job->failed_items);
+	snprintf(p_total, sizeof(p_total), "%" PRId64, total);
+	if (rate > 0)
+		snprintf(p_eta, sizeof(p_eta), "%.0f", (double)(size - done) / rate);
+	else
+		snprintf(p_eta, sizeof(p_eta), "0");
+	snprintf(step, sizeof(step), "Importing records %" PRId64 "\u2013%" PRId64 " of ~%" PRId64,
+		 job->processed_items - (int64_t)im->batch.nrecords -
+			 (int64_t)im->batch.nerrors + 1,
+		 job->processed_items, total);
+	{
+		const char *params[] = {
+			job->id, job->lease_id, p_progress, p_processed, p_failed, p_total,
+			json_object_to_json_string_ext(job->counts, JSON_C_TO_STRING_PLAIN),
+			json_object_to_json_string_ext(cp, JSON_C_TO_STRING_PLAIN), step, p_eta};
+
+		res = PQexecParams(im->conn, sql_progress, 10, NULL, params, NULL, NULL, 0);
+	}
+	rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	if (rc != 0)
+		pgconn_error(im->conn, res, err, errlen);
+	PQclear(res);
+	json_object_put(cp);
+	return rc;
+}
+
+static void rollback(PGconn *conn)
+{
+	PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+/* Ends the job (outside any transaction). */
+static enum job_result end_job(struct import *im, enum job_end end, const char *message,
+			       char *err, size_t errlen)
+{
+	int rc = job_end(im->conn, im->job, end, message, err, errlen);
+
+	return rc > 0 ? JOB_DONE : rc == 0 ? JOB_LOST : JOB_RETRY;
+}
+
+enum job_result import_step(struct import *im, bool stopping, char *err, size_t errlen)
+{
+	bool cancel = false, pause = false;
+	int eof, rc;
+
+	err[0] = '\0';
+	if (stopping)
+		return end_job(im, JOB_END_RELEASED, NULL, err, errlen);
+	if (im->job->file_size == 0 && im->pos.offset == 0)
+		return end_job(im, JOB_END_FAILED, "the file is empty", err, errlen);
+	batch_reset(&im->batch);
+	eof = gather(im, err, errlen);
+	if (eof < 0)
+		return JOB_RETRY;
+	if (im->file_error)
+		return end_job(im, JOB_END_FAILED, im->message, err, errlen);
+	if (eof && strcmp(im->job->kind, "csv") == 0 && im->header == NULL)
+		return end_job(im, JOB_END_FAILED, "the file has no header row", err, errlen);
+
+	rc = job_begin_batch(im->conn, im->job, &cancel, &pause, err, errlen);
+	if (rc <= 0)
+		return rc == 0 ? JOB_LOST : JOB_RETRY;
+	if (cancel || pause) {
+		/* What this step read is dropped; the committed checkpoint stays. */
+		rollback(im->conn);
+		return end_job(im, cancel ? JOB_END_CANCELLED : JOB_END_PAUSED, NULL, err, errlen);
+	}
+	if (!im->logged_start) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), im->started_offset > 0 ? "resumed at byte %" PRIu64
+								 : "started (byte %" PRIu64 ")",
+			 im->started_offset);
+		if (job_log(im->conn, im->job, "info", "job.started", msg, NULL, err, errlen) != 0)
+			goto retry;
+		im->logged_start = true;
+	}
+	if (batch_write(im->conn, &im->batch, im->job->user_id, im->job->id, im->job->mode,
+			im->job->dry_run, err, errlen) != 0 ||
+	    batch_write_errors(im->conn, &im->batch, im->job->user_id, im->job->id,
+			       im->max_errors_stored, err, errlen) != 0)
+		goto retry;
+	im->max_errors_stored -= (int64_t)im->batch.nerrors;
+	tally_batch(im);
+	if (write_progress(im, err, errlen) != 0)
+		goto retry;
+	if (eof) {
+		rc = job_end(im->conn, im->job, JOB_END_COMPLETED, NULL, err, errlen);
+		if (rc <= 0) {
+			rollback(im->conn);
+			return rc == 0 ? JOB_LOST : JOB_RETRY;
+		}
+	}
+	{
+		PGresult *res = PQexec(im->conn, "COMMIT");
+
+		rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+		if (rc != 0)
+			pgconn_error(im->conn, res, err, errlen);
+		PQclear(res);
+		if (rc != 0)
+			return JOB_RETRY;
+	}
+	return eof ? JOB_DONE : JOB_CONTINUE;
+retry:
+	rollback(im->conn);
+	return JOB_RETRY;
+}
+
+int import_pause_ms(const struct import *im)
+{
+	return (int)im->batch_pause_ms;
+}

@@ -1,0 +1,225 @@
+/* job.c -- a claimed job's row and its lease-fenced statements (see job.h). */
+#include "job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgconn.h"
+
+/* The log line is written by the same statement that ends the lease, so it
+ * exists exactly when the state change does. */
+static const char sql_end[] =
+	"WITH j AS ("
+	"  UPDATE importer.import_jobs SET"
+	"    status = $3,"
+	"    phase = CASE WHEN $3 IN ('pending', 'paused') THEN 'queued' ELSE 'done' END,"
+	"    progress = CASE WHEN $3 = 'completed' THEN 100 ELSE progress END,"
+	"    total_items = CASE WHEN $3 = 'completed' THEN processed_items ELSE total_items END,"
+	"    total_is_estimate = total_is_estimate AND $3 <> 'completed',"
+	"    checkpoint = CASE WHEN $3 = 'completed' THEN NULL ELSE checkpoint END,"
+	"    eta_seconds = CASE WHEN $3 = 'completed' THEN 0 END,"
+	"    current_step = CASE WHEN $3 = 'completed' THEN NULL ELSE current_step END,"
+	"    error_message = CASE WHEN $3 = 'failed' THEN $4 ELSE error_message END,"
+	"    pause_requested = false,"
+	"    lease_id = NULL,"
+	"    worker_id = CASE WHEN $3 IN ('pending', 'paused') THEN NULL ELSE worker_id END,"
+	"    run_after = now()"
+	"  WHERE id = $1 AND lease_id = $2"
+	"    AND ($3 <> 'paused' OR pause_requested)"
+	"  RETURNING id, user_id)"
+	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message)"
+	"  SELECT id, user_id, $5, $6, coalesce($4, $7) FROM j RETURNING 1";
+
+/* Transient error: count an attempt; back off 2^attempts seconds; fail once
+ * attempts are used up. */
+static const char sql_retry[] =
+	"WITH j AS ("
+	"  UPDATE importer.import_jobs SET"
+	"    attempts = attempts + 1,"
+	"    status = CASE WHEN attempts + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,"
+	"    phase = CASE WHEN attempts + 1 >= max_attempts THEN 'done' ELSE 'queued' END,"
+	"    error_message = $3,"
+	"    run_after = now() + make_interval(secs => power(2, least(attempts + 1, 10))),"
+	"    lease_id = NULL, worker_id = NULL"
+	"  WHERE id = $1 AND lease_id = $2"
+	"  RETURNING id, user_id, status)"
+	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message)"
+	"  SELECT id, user_id, CASE WHEN status = 'failed' THEN 'error' ELSE 'warn' END,"
+	"         CASE WHEN status = 'failed' THEN 'job.failed' ELSE 'job.retry_scheduled' END,"
+	"         $3 FROM j RETURNING 1";
+
+static const char sql_fence[] =
+	"UPDATE importer.import_jobs SET heartbeat_at = now()"
+	" WHERE id = $1 AND lease_id = $2 AND status = 'processing'"
+	" RETURNING cancel_requested, pause_requested";
+
+static const char sql_log[] =
+	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message, details)"
+	" VALUES ($1, $2, $3, $4, $5, $6::jsonb)";
+
+static const char *value(const PGresult *res, int row, const char *name)
+{
+	int col = PQfnumber(res, name);
+
+	if (col < 0 || PQgetisnull(res, row, col))
+		return NULL;
+	return PQgetvalue(res, row, col);
+}
+
+static int copy_id(char *dst, const char *src)
+{
+	if (src == NULL) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (strlen(src) != JOB_ID_LEN - 1)
+		return -1;
+	memcpy(dst, src, JOB_ID_LEN);
+	return 0;
+}
+
+static struct json_object *parse_json(const char *text)
+{
+	return text != NULL ? json_tokener_parse(text) : NULL;
+}
+
+int job_from_row(struct job *job, const PGresult *res, int row)
+{
+	const char *kind = value(res, row, "kind"), *mode = value(res, row, "import_mode");
+	const char *size = value(res, row, "file_size");
+
+	memset(job, 0, sizeof(*job));
+	if (kind == NULL || mode == NULL || strlen(kind) >= sizeof(job->kind) ||
+	    strlen(mode) >= sizeof(job->mode) || copy_id(job->id, value(res, row, "id")) != 0 ||
+	    copy_id(job->user_id, value(res, row, "user_id")) != 0 ||
+	    copy_id(job->lease_id, value(res, row, "lease_id")) != 0 ||
+	    copy_id(job->file_id, value(res, row, "file_id")) != 0 || job->id[0] == '\0' ||
+	    job->lease_id[0] == '\0')
+		return -1;
+	strcpy(job->kind, kind);
+	strcpy(job->mode, mode);
+	if (value(res, row, "collection") != NULL)
+		job->collection = strdup(value(res, row, "collection"));
+	if (value(res, row, "file_name") != NULL)
+		job->file_name = strdup(value(res, row, "file_name"));
+	job->dry_run = value(res, row, "dry_run") != NULL && value(res, row, "dry_run")[0] == 't';
+	job->file_size = size != NULL ? strtoll(size, NULL, 10) : 0;
+	job->attempts = value(res, row, "attempts") ? atoi(value(res, row, "attempts")) : 0;
+	job->max_attempts =
+		value(res, row, "max_attempts") ? atoi(value(res, row, "max_attempts")) : 1;
+	job->processed_items = value(res, row, "processed_items")
+				       ? strtoll(value(res, row, "processed_items"), NULL, 10)
+				       : 0;
+	job->failed_items = value(res, row, "failed_items")
+				    ? strtoll(value(res, row, "failed_items"), NULL, 10)
+				    : 0;
+	job->payload = parse_json(value(res, row, "payload"));
+	job->checkpoint = parse_json(value(res, row, "checkpoint"));
+	job->counts = parse_json(value(res, row, "counts"));
+	if (job->payload == NULL || job->counts == NULL) {
+		job_clear(job);
+		return -1;
+	}
+	return 0;
+}
+
+void job_clear(struct job *job)
+{
+	if (job == NULL)
+		return;
+	free(job->collection);
+	free(job->file_name);
+	json_object_put(job->payload);
+	json_object_put(job->checkpoint);
+	json_object_put(job->counts);
+	memset(job, 0, sizeof(*job));
+}
+
+/* Runs a fenced statement that RETURNs a row when the lease held. */
+static int run_fenced(PGconn *conn, const char *sql, int n, const char *const *params, char *err,
+		      size_t errlen)
+{
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	int rc = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		rc = PQntuples(res) > 0 ? 1 : 0;
+	else
+		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	return rc;
+}
+
+int job_end(PGconn *conn, const struct job *job, enum job_end end, const char *message,
+	    char *err, size_t errlen)
+{
+	static const struct {
+		const char *status, *level, *event, *message;
+	} ends[] = {
+		[JOB_END_COMPLETED] = {"completed", "info", "job.completed", "import completed"},
+		[JOB_END_FAILED] = {"failed", "error", "job.failed", "import failed"},
+		[JOB_END_CANCELLED] = {"cancelled", "warn", "job.cancelled", "cancelled on request"},
+		[JOB_END_PAUSED] = {"paused", "info", "job.paused", "paused at a checkpoint"},
+		[JOB_END_RELEASED] = {"pending", "info", "job.released",
+				      "released at a checkpoint (worker shutting down)"},
+	};
+	const char *params[] = {job->id,	       job->lease_id,      ends[end].status,
+				message,	       ends[end].level,    ends[end].event,
+				ends[end].message};
+
+	return run_fenced(conn, sql_end, 7, params, err, errlen);
+}
+
+int job_release_retry(PGconn *conn, const struct job *job, const char *message, char *err,
+		      size_t errlen)
+{
+	const char *params[] = {job->id, job->lease_id, message};
+
+	return run_fenced(conn, sql_retry, 3, params, err, errlen);
+}
+
+int job_begin_batch(PGconn *conn, const struct job *job, bool *cancel, bool *pause, char *err,
+		    size_t errlen)
+{
+	const char *params[] = {job->id, job->lease_id};
+	PGresult *res = PQexec(conn, "BEGIN");
+	int rc = -1;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pgconn_error(conn, res, err, errlen);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	res = PQexecParams(conn, sql_fence, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgconn_error(conn, res, err, errlen);
+	} else if (PQntuples(res) == 0) {
+		rc = 0;
+	} else {
+		*cancel = PQgetvalue(res, 0, 0)[0] == 't';
+		*pause = PQgetvalue(res, 0, 1)[0] == 't';
+		rc = 1;
+	}
+	PQclear(res);
+	if (rc != 1)
+		PQclear(PQexec(conn, "ROLLBACK"));
+	return rc;
+}
+
+int job_log(PGconn *conn, const struct job *job, const char *level, const char *event,
+	    const char *message, struct json_object *details, char *err, size_t errlen)
+{
+	const char *params[] = {job->id, job->user_id, level, event, message,
+				details != NULL ? json_object_to_json_string_ext(
+							  details, JSON_C_TO_STRING_PLAIN)
+						: NULL};
+	PGresult *res = PQexecParams(conn, sql_log, 6, NULL, params, NULL, NULL, 0);
+	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+
+	if (rc != 0)
+		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	return rc;
+}
