@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "config.h"
@@ -26,7 +27,7 @@ static const char usage[] =
 	"Configuration comes from the environment: DATABASE_URL and\n"
 	"IMPORTER_JWT_SECRET (required), IMPORTER_LISTEN_DATABASE_URL,\n"
 	"IMPORTER_HTTP_ADDR, IMPORTER_DB_POOL, IMPORTER_MAX_UPLOAD_BYTES,\n"
-	"IMPORTER_LOG_LEVEL. See README.md.\n";
+	"IMPORTER_LOG_LEVEL, IMPORTER_SSE_HEARTBEAT_MS. See README.md.\n";
 
 /* importer-gateway token --sub UUID [--ttl SECONDS] */
 static int run_token(int argc, char **argv)
@@ -69,8 +70,23 @@ static int run_token(int argc, char **argv)
 	return 0;
 }
 
+/* Many idle SSE clients need many descriptors: raise the soft limit to the hard one. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("process.nofile_unchanged");
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_info("process.nofile", LF_I64("limit", (int64_t)rl.rlim_cur));
+}
+
 int main(int argc, char **argv)
 {
+	struct gateway_options opts;
 	struct event_base *base = NULL;
 	struct gateway *gw = NULL;
 	struct config cfg;
@@ -99,6 +115,9 @@ int main(int argc, char **argv)
 
 	process_init(&cfg, CONFIG_GATEWAY, "gateway");
 	process_log_started(&cfg);
+	gateway_options_default(&opts);
+	opts.heartbeat_ms = (int)cfg.sse_heartbeat_ms;
+	raise_nofile();
 	if (migrate) {
 		int applied = migrate_url(cfg.database_url, (int)cfg.db_wait_ms, err, sizeof(err));
 
@@ -109,7 +128,7 @@ int main(int argc, char **argv)
 		log_info("migrate.done", LF_I64("applied", applied));
 	}
 	base = event_base_new();
-	gw = base != NULL ? gateway_new(base, &cfg) : NULL;
+	gw = base != NULL ? gateway_new(base, &cfg, &opts) : NULL;
 	if (gw == NULL || gateway_start(gw, err, sizeof(err)) != 0) {
 		log_error("gateway.failed", LF_STR("error", gw == NULL ? "out of memory" : err));
 		goto out;

@@ -35,6 +35,7 @@ static const struct cfg_entry entries[] = {
 	 INT64_C(1) << 40, 0},
 	{"IMPORTER_METRICS_ADDR", CFG_ADDR, OFF(metrics_addr), NULL, 0, 0, 0},
 	{"IMPORTER_POLL_INTERVAL_MS", CFG_INT, OFF(poll_interval_ms), "5000", 10, 600000, 0},
+	{"IMPORTER_SSE_HEARTBEAT_MS", CFG_INT, OFF(sse_heartbeat_ms), "15000", 10, 15000, 0},
 };
 
 const char *config_getenv(const char *name, void *arg)

@@ -34,6 +34,7 @@ struct config {
 	char *metrics_addr;        /* owned; IMPORTER_METRICS_ADDR, NULL = off */
 	enum log_level log_level;  /* IMPORTER_LOG_LEVEL */
 	int64_t poll_interval_ms;  /* IMPORTER_POLL_INTERVAL_MS: safety-net poll */
+	int64_t sse_heartbeat_ms;  /* IMPORTER_SSE_HEARTBEAT_MS: SSE ": ping" interval */
 };
 
 /* Looks a variable up; returns NULL when unset. */

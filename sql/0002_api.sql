@@ -685,7 +685,7 @@ DECLARE
 	n int;
 BEGIN
 	WITH stale AS MATERIALIZED (
-		SELECT t.id,
+		SELECT t.id, t.worker_id AS previous_worker,
 		       CASE
 		           WHEN t.cancel_requested THEN 'cancelled'
 		           WHEN t.rescues + 1 > coalesce(importer.setting_int('max_rescues', t.user_id), 5)
@@ -698,21 +698,28 @@ BEGIN
 		  AND coalesce(t.heartbeat_at, t.started_at, t.updated_at)
 		      < now() - make_interval(secs => coalesce(importer.setting_int('lease_seconds', t.user_id), 15))
 		FOR UPDATE SKIP LOCKED
-	)
-	UPDATE importer.import_jobs t
-	SET status = stale.new_status,
-	    phase = CASE WHEN stale.new_status IN ('cancelled', 'failed') THEN 'done' ELSE 'queued' END,
-	    completed_at = CASE WHEN stale.new_status IN ('cancelled', 'failed') THEN now() END,
-	    error_message = CASE WHEN stale.new_status = 'failed'
-	                         THEN format('job abandoned by its worker %s times (heartbeat lost); giving up',
-	                                     t.rescues + 1)
-	                         ELSE t.error_message
-	                    END,
-	    rescues = t.rescues + 1,
-	    pause_requested = false,
-	    worker_id = NULL, lease_id = NULL, eta_seconds = NULL, run_after = now()
-	FROM stale
-	WHERE t.id = stale.id;
+	), rescued AS (
+		UPDATE importer.import_jobs t
+		SET status = stale.new_status,
+		    phase = CASE WHEN stale.new_status IN ('cancelled', 'failed') THEN 'done' ELSE 'queued' END,
+		    completed_at = CASE WHEN stale.new_status IN ('cancelled', 'failed') THEN now() END,
+		    error_message = CASE WHEN stale.new_status = 'failed'
+		                         THEN format('job abandoned by its worker %s times (heartbeat lost); giving up',
+		                                     t.rescues + 1)
+		                         ELSE t.error_message
+		                    END,
+		    rescues = t.rescues + 1,
+		    pause_requested = false,
+		    worker_id = NULL, lease_id = NULL, eta_seconds = NULL, run_after = now()
+		FROM stale
+		WHERE t.id = stale.id
+		RETURNING t.id, t.user_id, t.status, t.rescues, stale.previous_worker)
+	INSERT INTO importer.import_logs (job_id, user_id, level, event, message, details)
+	SELECT r.id, r.user_id, CASE WHEN r.status = 'failed' THEN 'error' ELSE 'warn' END, 'job.rescued',
+	       format('lease expired on worker %s; job is now %s', coalesce(r.previous_worker, '?'), r.status),
+	       jsonb_build_object('previous_worker_id', r.previous_worker, 'status', r.status,
+	                          'rescues', r.rescues)
+	FROM rescued r;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END

@@ -66,6 +66,24 @@ BEGIN
 END
 $$;
 
+-- Housekeeping that one worker at a time runs on its poll tick: rescue jobs
+-- whose lease expired (their worker died, stalled or lost the database).
+-- Returns the number rescued, or NULL when another worker holds the turn.
+CREATE FUNCTION importer.housekeeping() RETURNS int
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, importer, pg_temp
+	AS $$
+BEGIN
+	IF NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
+		RETURN NULL;
+	END IF;
+	RETURN importer.rescue_stale_jobs();
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION importer.housekeeping() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION importer.housekeeping() TO importer_worker;
+
 REVOKE EXECUTE ON FUNCTION importer.claim_job(text, text[]), importer.complete_noops(text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION importer.claim_job(text, text[]), importer.complete_noops(text, int)
 	TO importer_worker;

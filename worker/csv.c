@@ -15,6 +15,8 @@
 
 #define INITIAL_BUF    4096
 #define INITIAL_FIELDS 64
+#define BYTES_ONES     UINT64_C(0x0101010101010101) /* 0x01 in every byte */
+#define BYTES_HIGHS    UINT64_C(0x8080808080808080) /* 0x80 in every byte */
 
 enum state {
 	ST_BOM,      /* at the file's start, matching a UTF-8 BOM (matched bytes held back) */
@@ -51,6 +53,8 @@ struct csv_parser {
 	size_t fcap;              /* entries allocated in lens and fields */
 	unsigned char stop_unquoted[256]; /* bytes that end a span in ST_UNQUOTED */
 	unsigned char stop_quoted[256];   /* bytes that end a span in ST_QUOTED */
+	uint64_t words_unquoted[3];       /* the same bytes, each repeated in a word */
+	uint64_t words_quoted[3];
 };
 
 static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
@@ -174,17 +178,33 @@ static int emit(struct csv_parser *p, uint64_t end, csv_record_cb on_record, csv
 
 /* ==== The state machine ==== */
 
-/* First byte in [q, e) whose stop[] entry is set, or e. Eight lookups are
- * or-ed before one branch: fields are usually short, but long ones go fast. */
-static inline const unsigned char *scan(const unsigned char *q, const unsigned char *e,
-					const unsigned char *stop)
+/* Bytes of v that are zero get their high bit set. Borrows can also flag
+ * bytes above a zero byte, never below, so the lowest flag is exact. */
+static inline uint64_t zero_bytes(uint64_t v)
 {
+	return (v - BYTES_ONES) & ~v & BYTES_HIGHS;
+}
+
+/* First byte in [q, e) that is one of the three stop bytes (stop[] has them
+ * set; words[] holds each repeated eight times), or e. Eight bytes are tested
+ * at once (SWAR): fields are usually short, so finding the exact position
+ * without a second pass matters as much as going fast over long ones. */
+static inline const unsigned char *scan(const unsigned char *q, const unsigned char *e,
+					const unsigned char *stop, const uint64_t *words)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	while (e - q >= 8) {
-		if (stop[q[0]] | stop[q[1]] | stop[q[2]] | stop[q[3]] | stop[q[4]] | stop[q[5]] |
-		    stop[q[6]] | stop[q[7]])
-			break;
+		uint64_t v, m;
+
+		memcpy(&v, q, 8);
+		m = zero_bytes(v ^ words[0]) | zero_bytes(v ^ words[1]) | zero_bytes(v ^ words[2]);
+		if (m != 0)
+			return q + (__builtin_ctzll(m) >> 3);
 		q += 8;
 	}
+#else
+	(void)words;
+#endif
 	while (q < e && !stop[*q])
 		q++;
 	return q;
@@ -243,7 +263,7 @@ static int run(struct csv_parser *p, const unsigned char *s, size_t n, csv_recor
 			p->state = ST_UNQUOTED;
 			/* fall through */
 		case ST_UNQUOTED:
-			t = scan(q, e, p->stop_unquoted);
+			t = scan(q, e, p->stop_unquoted, p->words_unquoted);
 			check_len(p, AT(t));
 			if (append(p, q, (size_t)(t - q)) < 0)
 				goto fail;
@@ -259,7 +279,7 @@ static int run(struct csv_parser *p, const unsigned char *s, size_t n, csv_recor
 			p->state = ST_FIELD;
 			break;
 		case ST_QUOTED:
-			t = scan(q, e, p->stop_quoted);
+			t = scan(q, e, p->stop_quoted, p->words_quoted);
 			if (t != q) {
 				check_len(p, AT(t));
 				if (append(p, q, (size_t)(t - q)) < 0)
@@ -391,6 +411,10 @@ struct csv_parser *csv_parser_new(char delimiter, size_t max_record_bytes, uint6
 	p->stop_quoted['"'] = 1;
 	p->stop_quoted['\r'] = 1;
 	p->stop_quoted['\n'] = 1;
+	p->words_unquoted[0] = BYTES_ONES * p->delim;
+	p->words_unquoted[1] = p->words_quoted[1] = BYTES_ONES * '\r';
+	p->words_unquoted[2] = p->words_quoted[2] = BYTES_ONES * '\n';
+	p->words_quoted[0] = BYTES_ONES * '"';
 	return p;
 }
 

@@ -227,8 +227,10 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 					break;
 				}
 				if (c == '\\') {
-					if (i + 1 == len)
-						continue; /* reported as unterminated above */
+					if (i + 1 == len) {
+						fmt_err(err, errlen, "not valid JSON: unterminated string");
+						return -1;
+					}
 					c = s[i + 1];
 					if (c != 'u') {
 						if (!strchr("\"\\/bfnrt", c) || c == 0) {
@@ -578,7 +580,6 @@ enum backup_state {
 	B_MEMBER_VALUE,  /* after ':': '[' opens a collection, anything else is metadata */
 	B_ELEM_OR_CLOSE, /* after a collection's '[': its first element or ']' */
 	B_ELEM,          /* after ',' in a collection: an element */
-	B_RESUME,        /* resumed inside a collection: ',' or ']' or an element */
 	B_VALUE,         /* inside an element or a metadata value */
 	B_AFTER_ELEM,    /* after an element: ',' or ']' */
 	B_AFTER_MEMBER,  /* after a member: ',' or '}' */
@@ -674,7 +675,9 @@ struct backup_reader *backup_reader_new(size_t max_record_bytes,
 		r->index = resume->element_index;
 		r->collection = true;
 		r->bom = 3; /* no BOM in the middle of a file */
-		r->state = B_RESUME;
+		/* Exactly where the first reader was after element index - 1
+		 * (or after the '[' for index 0), so the rest reads alike. */
+		r->state = r->index > 0 ? B_AFTER_ELEM : B_ELEM_OR_CLOSE;
 	}
 	return r;
 fail:
@@ -740,7 +743,6 @@ static const char *where(struct backup_reader *r, char *out, size_t outlen)
 		break;
 	case B_ELEM_OR_CLOSE:
 	case B_ELEM:
-	case B_RESUME:
 	case B_AFTER_ELEM:
 		snprintf(out, outlen, "inside collection \"%s\"", shown_name(r));
 		break;
@@ -1055,19 +1057,8 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 			seg = p++;
 			break;
 		case B_ELEM_OR_CLOSE:
-		case B_RESUME:
 			if (*p == ']') {
 				r->state = B_AFTER_MEMBER;
-				p++;
-				break;
-			}
-			if (*p == ',' && r->state == B_RESUME) {
-				if (r->index == 0)
-					return b_fail(r, err, errlen,
-						      "resume position at byte %" PRIu64
-						      " does not match the file",
-						      off);
-				r->state = B_ELEM;
 				p++;
 				break;
 			}

@@ -142,11 +142,14 @@ void ndjson_reader_free(struct ndjson_reader *r);
 struct backup_reader;
 
 /* A checkpoint: inside the array of collection, before element element_index.
- * byte_offset is the end_offset of element element_index - 1 (the position
- * before the ',' or ']' that follows it) or the first byte of element
- * element_index itself (or any whitespace in between); both resume alike.
- * Reading continues with the rest of that collection, then the rest of the
- * document. */
+ * byte_offset is the end_offset of element element_index - 1, i.e. just past
+ * its last byte, before the ',' or ']' that follows it (any offset in the
+ * whitespace after it works too); for element_index 0, just past the '['.
+ * The resumed reader is then in exactly the state the first one was in, so it
+ * reports exactly the rest: that collection's remaining elements, then the
+ * rest of the document, file-level errors included. A position that does not
+ * match the file shows up as a file-level error (or garbage records) -- the
+ * reader cannot tell. */
 struct backup_position {
 	uint64_t byte_offset;   /* absolute offset to resume at */
 	const char *collection; /* borrowed; the collection name (unescaped) */

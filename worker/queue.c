@@ -46,3 +46,16 @@ int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct j
 	PQclear(res);
 	return rc;
 }
+
+int queue_housekeeping(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, "SELECT importer.housekeeping()");
+	int n = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		n = atoi(PQgetvalue(res, 0, 0)); /* NULL (another worker's turn) reads as 0 */
+	else
+		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	return n;
+}

@@ -29,4 +29,8 @@ int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *e
 int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
 		char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* Runs importer.housekeeping() (rescues jobs whose lease expired) unless
+ * another worker is doing it. Returns how many jobs were rescued, or -1. */
+int queue_housekeeping(PGconn *conn, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 #endif

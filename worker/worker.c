@@ -188,9 +188,23 @@ static void listen_state_cb(bool ready, void *arg)
 		wake(arg, "listen.ready");
 }
 
+/* The safety-net tick: housekeeping (one worker at a time fleet-wide), then
+ * a claim pass in case a notification was missed. Runs between steps, when
+ * the job connection is idle. */
 static void poll_cb(evutil_socket_t fd, short what, void *arg)
 {
-	wake(arg, "poll");
+	struct worker *w = arg;
+	char err[512];
+	int rescued;
+
+	if (w->stopping || !connection_ok(w))
+		return;
+	rescued = queue_housekeeping(w->conn, err, sizeof(err));
+	if (rescued < 0)
+		log_warn("worker.housekeeping_failed", LF_STR("error", err));
+	else if (rescued > 0)
+		log_info("jobs.rescued", LF_I64("jobs", rescued));
+	wake(w, "poll");
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)

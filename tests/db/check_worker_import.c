@@ -94,13 +94,19 @@ static char *wait_status(const char *job, const char *want, int timeout_ms)
 	}
 }
 
-static void start_worker(struct test_proc *p)
+static void start_worker_polling(struct test_proc *p, const char *poll)
 {
 	const char *argv[] = {IMPORTER_WORKER_BIN, NULL};
-	const char *env[] = {database_env, "IMPORTER_POLL_INTERVAL_MS=600000", NULL};
+	const char *env[] = {database_env, poll, NULL};
 
 	test_proc_start(p, argv, env);
 	ck_assert_msg(test_proc_wait_for(p, "\"event\":\"listen.ready\"", 10000), "%s", p->buf);
+}
+
+/* A worker woken only by NOTIFY (its safety-net poll is ten minutes). */
+static void start_worker(struct test_proc *p)
+{
+	start_worker_polling(p, "IMPORTER_POLL_INTERVAL_MS=600000");
 }
 
 /* Submits file (a SQL bytea expression) as kind with options; returns the id. */
@@ -378,6 +384,37 @@ START_TEST(cancel_stops_a_running_import_quickly_and_keeps_what_committed)
 }
 END_TEST
 
+START_TEST(a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled)
+{
+	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"k\",\"batch_size\":100}");
+	struct test_proc w1, w2;
+	char *st;
+
+	PQclear(test_db_exec(conn, "INSERT INTO importer.settings (key, value, user_id) VALUES "
+				   "('lease_seconds', '1', '" USER "') ON CONFLICT (key, user_id) "
+				   "DO UPDATE SET value = EXCLUDED.value"));
+	start_worker(&w1);
+	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.claimed\"", 10000), "%s", w1.buf);
+	ck_assert_int_eq(test_proc_stop(&w1, SIGKILL, 10000), -1);
+	/* The survivor's housekeeping tick rescues the job once the lease expires. */
+	start_worker_polling(&w2, "IMPORTER_POLL_INTERVAL_MS=300");
+	st = wait_status(job, "completed|failed", 120000);
+	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
+	PQclear(test_db_exec(conn, "DELETE FROM importer.settings WHERE user_id IS NOT NULL"));
+	ck_assert_str_eq(st, "completed");
+	expect("20000/20000", "SELECT count(*) || '/' || count(DISTINCT record_key) "
+			      "FROM importer.records WHERE collection = 'k'");
+	expect("20000/0/1", "SELECT concat_ws('/', processed_items, failed_items, rescues) "
+			    "FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	expect("t", "SELECT count(*) = 1 AND bool_and(details->>'previous_worker_id' LIKE '%%:%%') "
+		    "FROM importer.import_logs WHERE job_id = '%s' AND event = 'job.rescued'",
+	       job);
+	free(st);
+	free(job);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("worker_import");
@@ -395,6 +432,7 @@ int main(void)
 	tcase_add_test(tc, file_level_problems_fail_the_job_with_a_clear_message);
 	tcase_add_test(tc, small_batches_checkpoint_and_sigterm_releases_to_another_worker);
 	tcase_add_test(tc, cancel_stops_a_running_import_quickly_and_keeps_what_committed);
+	tcase_add_test(tc, a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

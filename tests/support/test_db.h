@@ -19,7 +19,10 @@
 
 #include "test_suite.h"
 
+/* The migrated template; CMake appends a hash of the build directory. */
+#ifndef TEST_DB_TEMPLATE
 #define TEST_DB_TEMPLATE "importer_template"
+#endif
 
 /* IMPORTER_TEST_DATABASE_URL. Aborts the test when it is unset.
  * Returns: borrowed; valid for the life of the process. */

@@ -114,6 +114,20 @@ static int error_cb(enum csv_status st, uint64_t start, uint64_t end, uint64_t l
 	return mark(o);
 }
 
+/* Renders only the field lengths: "R start-end Lline: [len] [len]". */
+static int lens_cb(const struct csv_record *rec, void *arg)
+{
+	struct out *o = arg;
+	size_t i;
+
+	put(o, "R %llu-%llu L%llu:", (unsigned long long)rec->start, (unsigned long long)rec->end,
+	    (unsigned long long)rec->line);
+	for (i = 0; i < rec->nfields; i++)
+		put(o, " [%zu]", rec->lens[i]);
+	put(o, "\n");
+	return 0;
+}
+
 static void finish(struct out *o)
 {
 	uint64_t start = 0, line = 0;
@@ -361,6 +375,53 @@ START_TEST(nul_bytes_and_lenient_quotes)
 	out_free(&o);
 	/* a quote inside an unquoted field is kept */
 	EXPECT_RENDER("ab\"c,d\"\"e,f\"\n", "R 0-13 L1: [ab\"c] [d\"\"e] [f\"]\nF 0\n");
+}
+END_TEST
+
+/* Field lengths around the 8-byte scanning steps, ended by each stop byte. */
+START_TEST(long_fields_scan)
+{
+	static const char ends[] = {',', '\r', '\n'};
+	char doc[256], expect[256];
+	size_t n, e;
+
+	for (e = 0; e < sizeof ends; e++) {
+		for (n = 1; n < 70; n++) {
+			struct out o;
+			size_t len;
+
+			/* n unquoted bytes; n bytes quoted, the middle one an escaped quote; y */
+			memset(doc, 'x', n);
+			len = n;
+			doc[len++] = ends[e];
+			doc[len++] = '"';
+			memset(doc + len, '\xEE', n);
+			doc[len + n / 2] = '"';
+			len += n;
+			memmove(doc + len - n + n / 2 + 1, doc + len - n + n / 2, n - n / 2);
+			len++;
+			doc[len++] = '"';
+			doc[len++] = ends[e];
+			doc[len++] = 'y';
+			if (ends[e] == ',')
+				snprintf(expect, sizeof expect, "R 0-%zu L1: [%zu] [%zu] [1]\n", len, n,
+					 n);
+			else
+				snprintf(expect, sizeof expect,
+					 "R 0-%zu L1: [%zu]\nR %zu-%zu L2: [%zu]\nR %zu-%zu L3: [1]\n",
+					 n + 1, n, n + 1, len - 1, n, len - 1, len);
+			memset(&o, 0, sizeof o);
+			o.p = csv_parser_new(',', BIG, 0, true);
+			REQUIRE(csv_parser_feed(o.p, doc, len, lens_cb, NULL, &o) == 0);
+			REQUIRE(csv_parser_finish(o.p, lens_cb, NULL, &o) == 0);
+			if (strcmp(o.s, expect) != 0)
+				ck_abort_msg("n=%zu end=%zu:\n%s\nvs\n%s", n, e, o.s, expect);
+			csv_parser_free(o.p);
+			out_free(&o);
+			if (n % 9 == 0)
+				check_equivalence(dflt, doc, len);
+		}
+	}
 }
 END_TEST
 
@@ -674,6 +735,7 @@ int main(void)
 	tcase_add_test(grammar, final_record_without_newline);
 	tcase_add_test(grammar, empty_file_and_header_only);
 	tcase_add_test(grammar, nul_bytes_and_lenient_quotes);
+	tcase_add_test(grammar, long_fields_scan);
 	tcase_add_test(grammar, bad_quote_record_skipped);
 	tcase_add_test(grammar, unterminated_quote_is_file_level);
 	suite_add_tcase(s, grammar);

@@ -476,8 +476,8 @@ START_TEST(backup_file_errors)
 END_TEST
 
 /* Resume at every element boundary (end_offset of element i with index i+1,
- * start of element i with index i, and the whitespace in between) gives exactly
- * the events after it, in any split. */
+ * and the same past the whitespace that follows) gives exactly the events
+ * after it, whole and fed byte by byte or 2 at a time. */
 static void check_resume_everywhere(const char *doc, size_t max)
 {
 	size_t len = strlen(doc);
@@ -487,42 +487,27 @@ static void check_resume_everywhere(const char *doc, size_t max)
 
 	while (*line != '=') {
 		const char *nl = strchr(line, '\n');
-		char kind = line[0];
 		char name[64];
 		unsigned long long idx, start, end;
 
-		if (kind == 'E' || kind == 'X') {
+		if (line[0] == 'E' || line[0] == 'X') {
 			ck_assert_int_eq(sscanf(line + 2, "%63[^#]#%llu [%llu,%llu)", name, &idx, &start,
 						&end),
 					 4);
-			const char *tail_after = nl + 1;
-			/* the tail from this event on: the line itself belongs to it */
-			const char *tail_from = line;
-			struct {
-				uint64_t off;
-				uint64_t index;
-				const char *want;
-			} cases[3] = {
-				{end, idx + 1, tail_after},
-				{start, idx, tail_from},
-				{end, idx + 1, tail_after}, /* + whitespace: see below */
-			};
-			/* the last case resumes after the whitespace that follows */
-			while (cases[2].off < len && strchr(" \t\r\n", doc[cases[2].off]))
-				cases[2].off++;
-			for (int c = 0; c < 3; c++) {
-				struct backup_position pos = {cases[c].off, name, strlen(name),
-							      cases[c].index};
-				const char *rest = doc + pos.byte_offset;
-				size_t rest_len = len - pos.byte_offset;
+			uint64_t offs[2] = {end, end};
+			while (offs[1] < len && strchr(" \t\r\n", doc[offs[1]]))
+				offs[1]++;
+			for (int c = 0; c < 2; c++) {
+				struct backup_position pos = {offs[c], name, strlen(name), idx + 1};
 				for (size_t step = 0; step <= 2; step++) {
-					char *got = run_backup_cuts(rest, rest_len, max, &pos, NULL, 0,
-								    step);
-					if (strcmp(got, cases[c].want) != 0)
-						ck_abort_msg("resume %d at %llu (%s#%llu) step %zu:\n%s\nwant:\n%s",
-							     c, (unsigned long long)pos.byte_offset, name,
+					char *got = run_backup_cuts(doc + pos.byte_offset,
+								    len - pos.byte_offset, max, &pos,
+								    NULL, 0, step);
+					if (strcmp(got, nl + 1) != 0)
+						ck_abort_msg("resume at %llu (%s#%llu) step %zu:\n%s\nwant:\n%s",
+							     (unsigned long long)pos.byte_offset, name,
 							     (unsigned long long)pos.element_index, step,
-							     got, cases[c].want);
+							     got, nl + 1);
 					free(got);
 				}
 			}
@@ -544,12 +529,25 @@ START_TEST(backup_resume_every_boundary)
 }
 END_TEST
 
-START_TEST(backup_resume_mismatch)
+START_TEST(backup_resume_edges)
 {
-	struct backup_position pos = {0, "a", 1, 0};
-	char *got = run_backup_cuts(", 1]}", 5, MAX, &pos, NULL, 0, 0);
-
-	ck_assert_str_eq(got, "= error: resume position at byte 0 does not match the file\n");
+	/* Index 0: just past the '['. */
+	struct backup_position first = {6, "a", 1, 0};
+	char *got = run_backup_cuts(" 1, 2]}", 7, MAX, &first, NULL, 0, 0);
+	ck_assert_str_eq(got, "E a#0 [7,8) 1\nE a#1 [10,11) 2\n= ok\n");
+	free(got);
+	struct backup_position empty = {6, "a", 1, 0};
+	got = run_backup_cuts("],\"b\":[3]}", 10, MAX, &empty, NULL, 0, 0);
+	ck_assert_str_eq(got, "E b#0 [13,14) 3\n= ok\n");
+	free(got);
+	/* A position that does not match the file is a file-level error. */
+	struct backup_position wrong = {0, "a", 1, 0};
+	got = run_backup_cuts(", 1]}", 5, MAX, &wrong, NULL, 0, 0);
+	ck_assert_str_eq(got, "= error: expected a value at byte 0 inside collection \"a\"\n");
+	free(got);
+	struct backup_position at_elem = {100, "a", 1, 3};
+	got = run_backup_cuts("{\"x\":1}]}", 9, MAX, &at_elem, NULL, 0, 0);
+	ck_assert_str_eq(got, "= error: expected ',' or ']' at byte 100 in collection \"a\"\n");
 	free(got);
 }
 END_TEST
@@ -695,6 +693,7 @@ START_TEST(parse_record_errors)
 	BAD("{\"a\":\"\\x\"}", "invalid escape at byte 6");
 	BAD("{\"a\":\"\\u12\"}", "invalid \\u escape at byte 6");
 	BAD("{\"a\":\"abc}", "unterminated string");
+	BAD("{\"a\":\"abc\\", "unterminated string");
 	BAD("{\"a\":\"\\ud800\"}", "unpaired surrogate escape at byte 6");
 	BAD("{\"a\":\"\\ude00\\ud800\"}", "unpaired surrogate escape at byte 6");
 	BAD("{\"a\":\"\\ud800\\u0041\"}", "unpaired surrogate");
@@ -890,7 +889,7 @@ int main(void)
 	tcase_add_test(tb, backup_depth_limit);
 	tcase_add_test(tb, backup_file_errors);
 	tcase_add_test(tb, backup_resume_every_boundary);
-	tcase_add_test(tb, backup_resume_mismatch);
+	tcase_add_test(tb, backup_resume_edges);
 	tcase_add_test(tb, backup_stop);
 	tcase_add_test(tb, backup_bad_args);
 	tcase_add_test(tb, backup_with_parser);
