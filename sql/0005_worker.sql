@@ -2,6 +2,23 @@
 -- is one round trip, works through PgBouncer (no session state) and can be
 -- read (and run) by an operator in psql.
 
+-- Records of a running `replace` job wait here, keyed by job, until the
+-- job's last batch swaps them in for the collection in one transaction. The
+-- table is durable, so pause, a killed worker and retry continue the staging;
+-- a failed or cancelled job leaves the old collection untouched (its rows go
+-- with the job, or are cleared when it restarts from zero).
+CREATE TABLE importer.replace_staging (
+	job_id     uuid  NOT NULL REFERENCES importer.import_jobs (id) ON DELETE CASCADE,
+	collection text  NOT NULL,
+	record_key text  NOT NULL,
+	data       jsonb NOT NULL,
+	PRIMARY KEY (job_id, collection, record_key)
+);
+ALTER TABLE importer.replace_staging ENABLE ROW LEVEL SECURITY;
+CREATE POLICY worker_all ON importer.replace_staging FOR ALL TO importer_worker
+	USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT, UPDATE, DELETE ON importer.replace_staging TO importer_worker;
+
 -- Claims the next import job of one of p_kinds (the kinds this worker runs) for p_worker: pending, due, its owner below
 -- max_running_per_user processing jobs; by priority, then age. The fleet-wide
 -- transaction lock serialises claims (each takes well under a millisecond) so

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pgconn.h"
+#include "pgtypes.h"
 
 /* Longest excerpt of a bad record kept in import_errors.raw. */
 #define RAW_EXCERPT 200
@@ -21,6 +22,16 @@ static const char sql_upsert[] =
 	" RETURNING r.collection, (r.xmax = 0) AS ins)"
 	"SELECT collection, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins), ''"
 	"  FROM w GROUP BY collection";
+
+/* replace: stage (the last record for a key wins); counted at the swap. */
+static const char sql_stage[] =
+	"WITH w AS ("
+	" INSERT INTO importer.replace_staging AS s (job_id, collection, record_key, data)"
+	" SELECT $2, t.c, t.k, t.d::jsonb"
+	"   FROM unnest($3::text[], $4::text[], $5::text[]) AS t(c, k, d)"
+	" ON CONFLICT (job_id, collection, record_key) DO UPDATE SET data = EXCLUDED.data"
+	" RETURNING 1)"
+	"SELECT '', 0, 0, '' FROM w WHERE false";
 
 /* Existing keys are refused: their ordinals come back as errors. */
 static const char sql_append[] =
@@ -39,11 +50,11 @@ static const char sql_dry_run[] =
 	"WITH t AS (SELECT c, k, d::jsonb AS d, n FROM unnest($3::text[], $4::text[], $5::text[])"
 	"             WITH ORDINALITY AS t(c, k, d, n))"
 	"SELECT t.c, count(*) FILTER (WHERE r.record_key IS NULL),"
-	"       count(*) FILTER (WHERE r.record_key IS NOT NULL AND $6 = 'upsert'),"
+	"       count(*) FILTER (WHERE r.record_key IS NOT NULL AND $6 <> 'append'),"
 	"       string_agg(t.n::text, ',') FILTER (WHERE r.record_key IS NOT NULL AND $6 = 'append')"
 	"  FROM t LEFT JOIN importer.records r"
 	"    ON r.user_id = $1 AND r.collection = t.c AND r.record_key = t.k"
-	" WHERE $2::uuid IS NOT NULL GROUP BY t.c";
+	" GROUP BY t.c";
 
 static const char sql_errors[] =
 	"INSERT INTO importer.import_errors"
@@ -148,6 +159,10 @@ int batch_add_error(struct batch *b, int64_t index, const char *collection, cons
 	return e->message != NULL ? 0 : -1;
 }
 
+/* user_id, job_id, collections, keys, data, mode */
+static const Oid param_types[] = {UUIDOID, UUIDOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				  TEXTOID};
+
 /* Appends s as one element of a PostgreSQL array literal (NULL as NULL). */
 static void array_elem(struct evbuffer *buf, const char *s, bool first)
 {
@@ -248,8 +263,10 @@ static int add_failed(struct write_ctx *w, struct batch_record *r, const char *m
 static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 {
 	struct evbuffer *cs = evbuffer_new(), *ks = evbuffer_new(), *ds = evbuffer_new();
-	const char *sql = w->dry_run ? sql_dry_run
-				     : strcmp(w->mode, "append") == 0 ? sql_append : sql_upsert;
+	const char *sql = w->dry_run			   ? sql_dry_run
+			  : strcmp(w->mode, "append") == 0  ? sql_append
+			  : strcmp(w->mode, "replace") == 0 ? sql_stage
+							    : sql_upsert;
 	const char *params[6];
 	PGresult *res;
 	int rc = -1;
@@ -272,7 +289,8 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 		pgconn_error(w->conn, NULL, w->err, w->errlen);
 		goto out;
 	}
-	res = PQexecParams(w->conn, sql, w->dry_run ? 6 : 5, NULL, params, NULL, NULL, 0);
+	/* Typed, so a statement may leave a parameter unused. */
+	res = PQexecParams(w->conn, sql, 6, param_types, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		for (int row = 0; row < PQntuples(res); row++) {
 			const char *coll = PQgetvalue(res, row, 0);

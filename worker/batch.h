@@ -62,7 +62,8 @@ int batch_add_error(struct batch *b, int64_t index, const char *collection, cons
 	__attribute__((warn_unused_result));
 
 /* Writes the records into importer.records for user_id as job_id inside the
- * caller's open transaction. mode is "upsert" or "append"; dry_run writes
+ * caller's open transaction. mode is "upsert", "append" or "replace" (which
+ * stages the records in importer.replace_staging for the swap); dry_run writes
  * nothing but reports what would be inserted or updated. Records the
  * database rejects, and keys repeated in append mode, become errors of b.
  * Fills b->tallies. Returns 0, or -1 with err on a database failure that is

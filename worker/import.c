@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "pgtypes.h"
 #include "csv.h"
 #include "jsonstream.h"
 #include "jsonutil.h"
@@ -183,6 +184,20 @@ struct import *import_new(PGconn *conn, struct job *job, char *err, size_t errle
 	im->key_name = jsonutil_get_string(job->payload, "key");
 	im->tok = jsonstream_tokener_new();
 	load_checkpoint(im);
+	if (job->checkpoint == NULL && strcmp(job->mode, "replace") == 0) {
+		/* From scratch (new, or retried with restart): drop any old staging. */
+		const char *job_param[] = {job->id};
+
+		res = PQexecParams(conn, "DELETE FROM importer.replace_staging WHERE job_id = $1", 1,
+				   NULL, job_param, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			pgconn_error(conn, res, err, errlen);
+			PQclear(res);
+			import_free(im);
+			return NULL;
+		}
+		PQclear(res);
+	}
 	if (im->header != NULL)
 		find_key_col(im);
 	clock_gettime(CLOCK_MONOTONIC, &im->started);
@@ -732,6 +747,56 @@ static int write_progress(struct import *im, char *err, size_t errlen)
 	return rc;
 }
 
+static const char *const sql_swap[] = {
+	/* what the swap will insert and update, per collection */
+	"SELECT s.collection, count(*) FILTER (WHERE r.record_key IS NULL),"
+	"       count(*) FILTER (WHERE r.record_key IS NOT NULL)"
+	"  FROM importer.replace_staging s LEFT JOIN importer.records r"
+	"    ON r.user_id = $1 AND r.collection = s.collection AND r.record_key = s.record_key"
+	" WHERE s.job_id = $2 GROUP BY s.collection",
+	"DELETE FROM importer.records WHERE user_id = $1 AND (collection = $3 OR collection IN"
+	"  (SELECT collection FROM importer.replace_staging WHERE job_id = $2))",
+	"INSERT INTO importer.records (user_id, collection, record_key, data, job_id)"
+	" SELECT $1, collection, record_key, data, $2 FROM importer.replace_staging"
+	"  WHERE job_id = $2",
+	"DELETE FROM importer.replace_staging WHERE job_id = $2",
+};
+
+/* replace: swaps the staged records in for the job's collections (csv and
+ * ndjson: the job's collection even when the file had no good record), inside
+ * the final batch's transaction, and counts them. */
+static int swap_in(struct import *im, char *err, size_t errlen)
+{
+	/* Typed, so a statement may leave a parameter unused. */
+	static const Oid types[] = {UUIDOID, UUIDOID, TEXTOID};
+	const char *params[] = {im->job->user_id, im->job->id, im->job->collection};
+
+	for (size_t i = 0; i < sizeof(sql_swap) / sizeof(sql_swap[0]); i++) {
+		PGresult *res =
+			PQexecParams(im->conn, sql_swap[i], 3, types, params, NULL, NULL, 0);
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+			pgconn_error(im->conn, res, err, errlen);
+			PQclear(res);
+			return -1;
+		}
+		for (int row = 0; i == 0 && row < PQntuples(res); row++) {
+			struct json_object *c =
+				collection_counts(im->job->counts, PQgetvalue(res, row, 0));
+			int64_t ins = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+			int64_t upd = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+
+			count_add(im->job->counts, "inserted", ins);
+			count_add(im->job->counts, "updated", upd);
+			count_add(c, "inserted", ins);
+			count_add(c, "updated", upd);
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
 static void rollback(PGconn *conn)
 {
 	PQclear(PQexec(conn, "ROLLBACK"));
@@ -789,6 +854,9 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 			       im->max_errors_stored, err, errlen) != 0)
 		goto retry;
 	im->max_errors_stored -= (int64_t)im->batch.nerrors;
+	if (eof && !im->job->dry_run && strcmp(im->job->mode, "replace") == 0 &&
+	    swap_in(im, err, errlen) != 0)
+		goto retry;
 	tally_batch(im);
 	if (write_progress(im, err, errlen) != 0)
 		goto retry;

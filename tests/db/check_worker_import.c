@@ -237,6 +237,42 @@ START_TEST(append_refuses_existing_and_repeated_keys)
 }
 END_TEST
 
+START_TEST(replace_swaps_the_collection_and_a_failed_replace_changes_nothing)
+{
+	char *base = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2,b' || "
+				   "chr(10) || '3,c' || chr(10), 'UTF8')",
+			    "{\"collection\":\"r\"}");
+	char *other = submit("csv", "convert_to('id,v' || chr(10) || '1,keep' || chr(10), 'UTF8')",
+			     "{\"collection\":\"untouched\"}");
+	char *repl, *bad;
+
+	run_to_end(base, "completed");
+	run_to_end(other, "completed");
+	repl = submit("csv", "convert_to('id,v' || chr(10) || '2,B' || chr(10) || '4,D' || chr(10), "
+			     "'UTF8')",
+		      "{\"collection\":\"r\",\"mode\":\"replace\",\"batch_size\":1}");
+	run_to_end(repl, "completed");
+	expect("2=B,4=D", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+			  "ORDER BY record_key) FROM importer.records WHERE collection = 'r'");
+	expect("1", "SELECT count(*) FROM importer.records WHERE collection = 'untouched'");
+	expect("1/1", "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
+		      "FROM importer.import_jobs WHERE id = '%s'",
+	       repl);
+	expect("0", "SELECT count(*) FROM importer.replace_staging");
+	/* A replace that fails on its last record leaves the collection as it was. */
+	bad = submit("csv", "convert_to('id,v' || chr(10) || '9,x' || chr(10) || '1,\"open', "
+			    "'UTF8')",
+		     "{\"collection\":\"r\",\"mode\":\"replace\",\"batch_size\":1}");
+	run_to_end(bad, "failed");
+	expect("2=B,4=D", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+			  "ORDER BY record_key) FROM importer.records WHERE collection = 'r'");
+	free(base);
+	free(other);
+	free(repl);
+	free(bad);
+}
+END_TEST
+
 START_TEST(dry_run_reports_counts_and_writes_nothing)
 {
 	char *job = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2' || "
@@ -427,6 +463,7 @@ int main(void)
 	tcase_add_test(tc, bad_records_become_errors_and_good_ones_land);
 	tcase_add_test(tc, upsert_twice_is_deterministic_and_last_record_for_a_key_wins);
 	tcase_add_test(tc, append_refuses_existing_and_repeated_keys);
+	tcase_add_test(tc, replace_swaps_the_collection_and_a_failed_replace_changes_nothing);
 	tcase_add_test(tc, dry_run_reports_counts_and_writes_nothing);
 	tcase_add_test(tc, ndjson_and_backup_import_by_id);
 	tcase_add_test(tc, file_level_problems_fail_the_job_with_a_clear_message);
