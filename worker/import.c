@@ -58,7 +58,7 @@ struct import {
 	/* the batch being built */
 	struct batch batch;
 	struct json_tokener *tok; /* owned */
-	bool stop_reading;      /* the batch is full */
+	struct csv_parser *csv; /* borrowed from the step's reader while it runs */
 	bool file_error;        /* a file-level problem was found: fail the job */
 	char message[512];      /* its description */
 	/* rate for the ETA */
@@ -381,7 +381,7 @@ static int on_csv_record(const struct csv_record *rec, void *arg)
 	if (im->header == NULL) {
 		rc = csv_header(im, rec);
 		advance(im, rec->end);
-		im->pos.line = rec->line + 1;
+		im->pos.line = csv_parser_line(im->csv);
 		return rc;
 	}
 	if (rec->nfields != im->header_n) {
@@ -427,7 +427,7 @@ static int on_csv_record(const struct csv_record *rec, void *arg)
 	json_object_put(obj);
 out:
 	advance(im, rec->end);
-	im->pos.line = rec->line + 1; /* approximate for records with quoted newlines */
+	im->pos.line = csv_parser_line(im->csv);
 	if (rc != 0)
 		return -1;
 	return batch_full(im) ? 1 : 0;
@@ -439,7 +439,7 @@ static int on_csv_error(enum csv_status st, uint64_t start, uint64_t end, uint64
 	int rc = record_error(im, im->job->collection, NULL, csv_status_text(st), NULL, 0);
 
 	advance(im, end);
-	im->pos.line = line + 1;
+	im->pos.line = csv_parser_line(im->csv);
 	if (rc != 0)
 		return -1;
 	return batch_full(im) ? 1 : 0;
@@ -522,6 +522,7 @@ static int reader_open(struct import *im, struct reader *r, char *err, size_t er
 		r->csv = csv_parser_new(im->delimiter, max, im->pos.offset, im->pos.offset == 0);
 		if (r->csv != NULL)
 			csv_parser_set_line(r->csv, im->pos.line);
+		im->csv = r->csv;
 	} else if (strcmp(kind, "ndjson") == 0) {
 		r->ndjson = ndjson_reader_new(max, im->pos.offset, im->pos.line, on_json_record,
 					      on_json_error, im);
@@ -583,8 +584,9 @@ static int reader_push(struct import *im, struct reader *r, const char *data, si
 	return rc < 0 ? -1 : rc > 0 ? 1 : 0;
 }
 
-static void reader_close(struct reader *r)
+static void reader_close(struct import *im, struct reader *r)
 {
+	im->csv = NULL;
 	csv_parser_free(r->csv);
 	ndjson_reader_free(r->ndjson);
 	backup_reader_free(r->backup);
@@ -630,7 +632,7 @@ static int gather(struct import *im, char *err, size_t errlen)
 	}
 	if (im->file_error)
 		rc = 0;
-	reader_close(&r);
+	reader_close(im, &r);
 	return rc;
 }
 

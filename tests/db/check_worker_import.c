@@ -451,6 +451,99 @@ START_TEST(a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled)
 }
 END_TEST
 
+/* Waits, woken by job events, until sql returns "t". */
+static bool wait_true(const char *sql, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		char *v = test_db_value(conn, sql);
+		bool done = strcmp(v, "t") == 0;
+		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+
+		free(v);
+		if (done)
+			return true;
+		if (now_ms() >= deadline)
+			return false;
+		poll(&pfd, 1, 500);
+		PQconsumeInput(conn);
+		for (PGnotify *n; (n = PQnotifies(conn)) != NULL;)
+			PQfreemem(n);
+	}
+}
+
+START_TEST(pause_then_resume_continues_from_the_checkpoint)
+{
+	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"p\",\"batch_size\":50}");
+	char sql[256], *st, *paused_at;
+	struct test_proc w;
+
+	start_worker(&w);
+	snprintf(sql, sizeof(sql),
+		 "SELECT processed_items >= 500 FROM importer.import_jobs WHERE id = '%s'", job);
+	ck_assert(wait_true(sql, 30000));
+	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
+				   "SELECT importer.pause_job(id) FROM importer.import_jobs"));
+	st = wait_status(job, "paused", 10000);
+	ck_assert_str_eq(st, "paused");
+	free(st);
+	paused_at = value("SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
+	ck_assert_int_lt(atoll(paused_at), 20000);
+	/* Nothing moves while paused; what was committed is there. */
+	expect(paused_at, "SELECT count(*) FROM importer.records WHERE collection = 'p'");
+	PQclear(test_db_exec(conn, "SELECT importer.resume_job(id) FROM importer.import_jobs"));
+	st = wait_status(job, "completed|failed", 120000);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	ck_assert_str_eq(st, "completed");
+	expect("20000/20000", "SELECT count(*) || '/' || count(DISTINCT record_key) "
+			      "FROM importer.records WHERE collection = 'p'");
+	expect("20000/20000", "SELECT processed_items || '/' || (counts->>'inserted') "
+			      "FROM importer.import_jobs WHERE id = '%s'",
+	       job);
+	/* The second run resumed where the first one paused. */
+	expect("t", "SELECT count(*) = 1 FROM importer.import_logs WHERE job_id = '%s' "
+		    "AND event = 'job.started' AND message LIKE 'resumed at byte %%'",
+	       job);
+	free(paused_at);
+	free(st);
+	free(job);
+}
+END_TEST
+
+START_TEST(three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly)
+{
+	struct test_proc w[3];
+
+	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '1' "
+				   "WHERE key = 'max_running_per_user' AND user_id IS NULL; "
+				   "SELECT importer.submit_job('csv', convert_to('id,v' || chr(10) || "
+				   "(SELECT string_agg(g || ',x', chr(10)) FROM generate_series(1, 300) g), "
+				   "'UTF8'), jsonb_build_object('collection', 'fair' || u, 'batch_size', 100, "
+				   "'user_id', '00000000-0000-4000-8000-00000000f00' || u)) "
+				   "FROM generate_series(1, 4) u, generate_series(1, 15) j"));
+	for (int i = 0; i < 3; i++)
+		start_worker(&w[i]);
+	ck_assert(wait_true("SELECT count(*) FILTER (WHERE status = 'completed') = 60 "
+			    "FROM importer.import_jobs",
+			    120000));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(test_proc_stop(&w[i], SIGTERM, 10000), 0);
+	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '2' "
+				   "WHERE key = 'max_running_per_user' AND user_id IS NULL"));
+	/* Each job ran once, start to end, on one worker. */
+	expect("60", "SELECT count(*) FROM importer.import_logs WHERE event = 'job.started'");
+	expect("1200", "SELECT count(*) FROM importer.records WHERE collection LIKE 'fair%%'");
+	/* No user ever had two jobs processing at once. */
+	expect("0", "SELECT count(*) FROM importer.import_jobs a JOIN importer.import_jobs b "
+		    "ON a.user_id = b.user_id AND a.id < b.id "
+		    "AND tstzrange(a.started_at, a.completed_at) && "
+		    "tstzrange(b.started_at, b.completed_at)");
+	/* And the work was spread over the workers. */
+	expect("t", "SELECT count(DISTINCT worker_id) > 1 FROM importer.import_jobs");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("worker_import");
@@ -470,6 +563,8 @@ int main(void)
 	tcase_add_test(tc, small_batches_checkpoint_and_sigterm_releases_to_another_worker);
 	tcase_add_test(tc, cancel_stops_a_running_import_quickly_and_keeps_what_committed);
 	tcase_add_test(tc, a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled);
+	tcase_add_test(tc, pause_then_resume_continues_from_the_checkpoint);
+	tcase_add_test(tc, three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

@@ -129,14 +129,16 @@ static void parse(struct run *r, char delim, size_t max, const uint8_t *buf, siz
 	REQUIRE(r->p != NULL);
 	csv_parser_set_line(r->p, line);
 	if (split > from) {
-		REQUIRE(csv_parser_feed(r->p, (const char *)buf + at, split - at, record_cb, error_cb,
-					r) == 0);
+		rc = csv_parser_feed(r->p, (const char *)buf + at, split - at, record_cb, error_cb,
+				     r);
+		REQUIRE(rc == 0);
 		at = split;
 	}
 	while (at < size) {
 		size_t n = piece == 0 || size - at < piece ? size - at : piece;
 
-		REQUIRE(csv_parser_feed(r->p, (const char *)buf + at, n, record_cb, error_cb, r) == 0);
+		rc = csv_parser_feed(r->p, (const char *)buf + at, n, record_cb, error_cb, r);
+		REQUIRE(rc == 0);
 		at += n;
 	}
 	REQUIRE(csv_parser_offset(r->p) == size);
@@ -172,7 +174,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char delims[] = {',', ';', '\t', '|'};
 	struct run whole, other;
-	uint8_t b0 = size > 0 ? data[0] : 0, b1 = size > 1 ? data[1] : 0, b2 = size > 2 ? data[2] : 0;
+	uint8_t b0 = size > 0 ? data[0] : 0;
+	uint8_t b1 = size > 1 ? data[1] : 0;
+	uint8_t b2 = size > 2 ? data[2] : 0;
 	char delim = delims[b2 & 3];
 	size_t max = b2 & 4 ? (size_t)(b2 >> 3) + 1 : (size_t)1 << 20;
 	size_t split = size * b0 / 255;
@@ -191,8 +195,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t k = b1 % whole.nmarks;
 		size_t from = (size_t)whole.marks[k].end;
 
-		parse(&other, delim, max, data, size, from, whole.marks[k].line, from + (size - from) / 2,
-		      0);
+		size_t half = from + (size - from) / 2;
+
+		parse(&other, delim, max, data, size, from, whole.marks[k].line, half, 0);
 		same(&other, whole.s + whole.marks[k].len, whole.len - whole.marks[k].len);
 		done(&other);
 	}

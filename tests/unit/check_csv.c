@@ -161,8 +161,11 @@ static void parse(struct out *o, struct opts op, const char *doc, size_t len, si
 	REQUIRE(o->p != NULL);
 	csv_parser_set_line(o->p, line);
 	if (piece == 0) {
-		REQUIRE(csv_parser_feed(o->p, doc + from, split - from, record_cb, error_cb, o) == 0);
-		REQUIRE(csv_parser_feed(o->p, doc + split, len - split, record_cb, error_cb, o) == 0);
+		int rc = csv_parser_feed(o->p, doc + from, split - from, record_cb, error_cb, o);
+
+		REQUIRE(rc == 0);
+		rc = csv_parser_feed(o->p, doc + split, len - split, record_cb, error_cb, o);
+		REQUIRE(rc == 0);
 	} else {
 		for (at = from; at < len; at += piece) {
 			size_t n = len - at < piece ? len - at : piece;
@@ -217,7 +220,8 @@ static void check_equivalence(struct opts op, const char *doc, size_t len)
 
 		parse(&o, op, doc, len, from, whole.marks[k].line, from, 0);
 		if (strcmp(o.s, whole.s + whole.marks[k].len) != 0)
-			ck_abort_msg("resume at %zu:\n%s\nvs\n%s", from, o.s, whole.s + whole.marks[k].len);
+			ck_abort_msg("resume at %zu:\n%s\nvs\n%s", from, o.s,
+				     whole.s + whole.marks[k].len);
 		out_free(&o);
 		parse(&o, op, doc, len, from, whole.marks[k].line, 0, 1);
 		REQUIRE(strcmp(o.s, whole.s + whole.marks[k].len) == 0);
@@ -249,7 +253,8 @@ START_TEST(quoted_fields)
 		  "R 21-26 L5: [next]\n"
 		  "F 0\n");
 	/* the delimiter, CR and LF may all end a quoted field's neighbour */
-	EXPECT_RENDER("\"a\"\r\n\"b\"\r\"c\"", "R 0-5 L1: [a]\nR 5-9 L2: [b]\nR 9-12 L3: [c]\nF 0\n");
+	EXPECT_RENDER("\"a\"\r\n\"b\"\r\"c\"",
+		      "R 0-5 L1: [a]\nR 5-9 L2: [b]\nR 9-12 L3: [c]\nF 0\n");
 }
 END_TEST
 
@@ -257,7 +262,8 @@ START_TEST(line_terminators)
 {
 	EXPECT_RENDER("a,b\r\nc,d\r\n", "R 0-5 L1: [a] [b]\nR 5-10 L2: [c] [d]\nF 0\n");
 	EXPECT_RENDER("a,b\rc,d\r", "R 0-4 L1: [a] [b]\nR 4-8 L2: [c] [d]\nF 0\n");
-	EXPECT_RENDER("a\rb\nc\r\nd", "R 0-2 L1: [a]\nR 2-4 L2: [b]\nR 4-7 L3: [c]\nR 7-8 L4: [d]\nF 0\n");
+	EXPECT_RENDER("a\rb\nc\r\nd",
+		      "R 0-2 L1: [a]\nR 2-4 L2: [b]\nR 4-7 L3: [c]\nR 7-8 L4: [d]\nF 0\n");
 	/* CR then LF-blank-line is one terminator; CR CR is a record end plus a blank line */
 	EXPECT_RENDER("a\r\rb\n", "R 0-2 L1: [a]\nR 3-5 L3: [b]\nF 0\n");
 }
@@ -404,11 +410,12 @@ START_TEST(long_fields_scan)
 			doc[len++] = ends[e];
 			doc[len++] = 'y';
 			if (ends[e] == ',')
-				snprintf(expect, sizeof expect, "R 0-%zu L1: [%zu] [%zu] [1]\n", len, n,
-					 n);
+				snprintf(expect, sizeof expect, "R 0-%zu L1: [%zu] [%zu] [1]\n",
+					 len, n, n);
 			else
 				snprintf(expect, sizeof expect,
-					 "R 0-%zu L1: [%zu]\nR %zu-%zu L2: [%zu]\nR %zu-%zu L3: [1]\n",
+					 "R 0-%zu L1: [%zu]\n"
+					 "R %zu-%zu L2: [%zu]\nR %zu-%zu L3: [1]\n",
 					 n + 1, n, n + 1, len - 1, n, len - 1, len);
 			memset(&o, 0, sizeof o);
 			o.p = csv_parser_new(',', BIG, 0, true);
@@ -428,7 +435,8 @@ END_TEST
 START_TEST(bad_quote_record_skipped)
 {
 	/* text after a closing quote rejects the record; the next one is intact */
-	EXPECT_RENDER("h\n\"ab\"c,d\n1,2\n", "R 0-2 L1: [h]\nE2 2-10 L2\nR 10-14 L3: [1] [2]\nF 0\n");
+	EXPECT_RENDER("h\n\"ab\"c,d\n1,2\n",
+		      "R 0-2 L1: [h]\nE2 2-10 L2\nR 10-14 L3: [1] [2]\nF 0\n");
 	EXPECT_RENDER("\"ab\" ,d\r\nx", "E2 0-9 L1\nR 9-10 L2: [x]\nF 0\n");
 	/* the rejected record's end is still found with quote state kept */
 	EXPECT_RENDER("\"a\"x,\"q\nr,\"\nnext\n", "E2 0-12 L1\nR 12-17 L3: [next]\nF 0\n");
@@ -516,7 +524,8 @@ START_TEST(too_long_record_bounded_memory)
 	ck_assert_int_eq(csv_parser_feed(o.p, "\"\r\nnext,1\n", 10, count_cb, error_cb, &o), 0);
 	finish(&o);
 	ck_assert_uint_lt(peak, 16384);
-	snprintf(expect, sizeof expect, "R 0-2 L1 1:[h]\nE3 2-%zu L2\nR %zu-%zu L%zu 2:[next]\nF 0\n",
+	snprintf(expect, sizeof expect,
+		 "R 0-2 L1 1:[h]\nE3 2-%zu L2\nR %zu-%zu L%zu 2:[next]\nF 0\n",
 		 3 + piece * npieces + 3, 3 + piece * npieces + 3, 3 + piece * npieces + 10,
 		 (size_t)2 + npieces * (piece / 100) + 1);
 	ck_assert_str_eq(o.s, expect);
@@ -642,14 +651,14 @@ START_TEST(stop_and_continue)
 			rc = csv_parser_feed(o.p, doc, split, record_cb, error_cb, &o);
 			if (rc == 0) {
 				at = split;
-				rc = csv_parser_feed(o.p, doc + at, len - at, record_cb, error_cb, &o);
+				rc = csv_parser_feed(o.p, doc + at, len - at, record_cb, error_cb,
+						     &o);
 			}
 			ck_assert_int_eq(rc, 7);
 			at = (size_t)csv_parser_offset(o.p);
 			ck_assert_uint_eq(at, whole.marks[stop - 1].end);
-			ck_assert_int_eq(csv_parser_feed(o.p, doc + at, len - at, record_cb, error_cb,
-							 &o),
-					 0);
+			rc = csv_parser_feed(o.p, doc + at, len - at, record_cb, error_cb, &o);
+			ck_assert_int_eq(rc, 0);
 			finish(&o);
 			ck_assert_str_eq(o.s, whole.s);
 			csv_parser_free(o.p);
@@ -699,7 +708,8 @@ START_TEST(offsets_start_anywhere)
 	ck_assert_uint_eq(csv_parser_offset(p), 1000000013);
 	ck_assert_uint_eq(csv_parser_line(p), 43);
 	finish(&o);
-	ck_assert_str_eq(o.s, "R 1000000007-1000000011 L41: [a] [b]\nR 1000000012-1000000013 L43: [c]\nF 0\n");
+	ck_assert_str_eq(o.s, "R 1000000007-1000000011 L41: [a] [b]\n"
+			      "R 1000000012-1000000013 L43: [c]\nF 0\n");
 	csv_parser_free(p);
 	out_free(&o);
 }
