@@ -84,17 +84,23 @@ END
 $$;
 
 -- Housekeeping that one worker at a time runs on its poll tick: rescue jobs
--- whose lease expired (their worker died, stalled or lost the database).
--- Returns the number rescued, or NULL when another worker holds the turn.
+-- whose lease expired (their worker died, stalled or lost the database), and
+-- prune finished jobs past retention_days (records stay: their job_id becomes
+-- NULL) with never-submitted uploads and old outbox rows, a bounded slice per
+-- tick. Returns the number rescued, or NULL when another worker has the turn.
 CREATE FUNCTION importer.housekeeping() RETURNS int
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, importer, pg_temp
 	AS $$
+DECLARE
+	rescued int;
 BEGIN
 	IF NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
 		RETURN NULL;
 	END IF;
-	RETURN importer.rescue_stale_jobs();
+	rescued := importer.rescue_stale_jobs();
+	PERFORM importer.purge_expired(500);
+	RETURN rescued;
 END
 $$;
 

@@ -148,6 +148,32 @@ START_TEST(jobs_submitted_while_no_worker_listens_are_found_at_start)
 }
 END_TEST
 
+START_TEST(housekeeping_prunes_finished_jobs_past_retention_but_keeps_records)
+{
+	struct test_proc w;
+	char *v;
+
+	PQclear(test_db_exec(conn,
+			     "SELECT importer.submit_job('noop', NULL::uuid, "
+			     "'{\"user_id\":\"" USER_A "\"}') FROM generate_series(1, 2); "
+			     "UPDATE importer.import_jobs SET status = 'completed', phase = 'done'; "
+			     "INSERT INTO importer.records (user_id, collection, record_key, data, "
+			     "job_id) SELECT user_id, 'kept', id::text, '{}', id "
+			     "FROM importer.import_jobs; "
+			     "UPDATE importer.import_jobs SET completed_at = now() - interval '8 days' "
+			     "WHERE id = (SELECT min(id::text)::uuid FROM importer.import_jobs)"));
+	/* A short poll: housekeeping runs on the worker's safety-net tick. */
+	start_worker(&w, "300");
+	ck_assert_msg(wait_until("SELECT count(*) = 1 FROM importer.import_jobs", 10000),
+		      "the expired job was not pruned");
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	v = test_db_value(conn, "SELECT count(*) || '/' || count(job_id) FROM importer.records "
+				"WHERE collection = 'kept'");
+	ck_assert_str_eq(v, "2/1");
+	free(v);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("worker_noop");
@@ -159,6 +185,7 @@ int main(void)
 	tcase_add_test(tc, two_workers_complete_every_noop_job_exactly_once);
 	tcase_add_test(tc, an_idle_worker_wakes_on_notify_not_on_its_poll);
 	tcase_add_test(tc, jobs_submitted_while_no_worker_listens_are_found_at_start);
+	tcase_add_test(tc, housekeeping_prunes_finished_jobs_past_retention_but_keeps_records);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
