@@ -86,7 +86,7 @@ static struct json_object *build_line(enum log_level level, const char *event, v
 				      size_t max_field)
 {
 	struct json_object *obj = json_object_new_object();
-	char ts[40];
+	char ts[64];
 
 	format_ts(ts, sizeof(ts));
 	jsonutil_add(obj, "ts", json_object_new_string(ts));

@@ -49,6 +49,12 @@ step "configure + build $BUILD (Debug, WERROR, sanitizers $sanitize)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DIMPORTER_WERROR=ON \
 	-DIMPORTER_SANITIZE="$sanitize" || fail "cmake configure failed"
 cmake --build "$BUILD" -j"$(nproc)" || fail "build failed"
+# Optimised builds see warnings a Debug build does not (inlining): the
+# binaries users run must build warning-free too.
+step "configure + build $ROOT/build/release-check (Release, WERROR; built, not tested)"
+cmake -S . -B "$ROOT/build/release-check" -DCMAKE_BUILD_TYPE=Release -DIMPORTER_WERROR=ON \
+	>/dev/null || fail "cmake configure (Release) failed"
+cmake --build "$ROOT/build/release-check" -j"$(nproc)" || fail "Release build failed"
 
 # ---- 4. throwaway PostgreSQL ----------------------------------------------------
 step "throwaway PostgreSQL cluster"
