@@ -83,7 +83,9 @@ const char SQL_SSE_JOB[] = "SELECT " JOB_COLS ", (SELECT max(l.id) FROM importer
 			   " WHERE l.job_id = j.id), " STREAM_LIMIT
 			   " FROM importer.import_jobs j WHERE j.id = $1::uuid";
 const char SQL_SSE_GLOBAL[] =
-	"SELECT " JOB_COLS ", j.id::text, s.lim FROM (SELECT " STREAM_LIMIT " AS lim) s"
+	"SELECT " JOB_COLS ", j.id::text, s.lim, s.logs_ok FROM (SELECT " STREAM_LIMIT " AS lim,"
+	" ($1::uuid IS NULL OR EXISTS (SELECT 1 FROM importer.import_jobs x WHERE x.id = $1::uuid))"
+	" AS logs_ok) s"
 	" LEFT JOIN importer.import_jobs j ON j.user_id = importer.current_user_id() AND (j.status IN"
 	" ('pending','processing','paused') OR j.id IN (SELECT x.id FROM importer.import_jobs x"
 	" WHERE x.user_id = importer.current_user_id() ORDER BY x.created_at DESC LIMIT 20))"

@@ -45,6 +45,7 @@ void gateway_options_default(struct gateway_options *o)
 	o->max_uploads = 8;
 	o->max_headers = 16384;
 	o->sse_queue_bytes = 256 * 1024;
+	o->drain_ms = 3000;
 }
 
 int64_t gw_now_us(void)
@@ -143,6 +144,11 @@ void call_exec(struct call *c, const char *sql, int nparams, const struct pgpool
 {
 	int rc;
 
+	if (c->gw->stopping) {
+		free(data);
+		call_reply_error(c, 503, "unavailable", "shutting down");
+		return;
+	}
 	if (data != NULL)
 		rc = pgpool_exec_owned(c->gw->pool, c->user, sql, nparams, params, data, dlen,
 				       then_sql, call_result_cb, c);
@@ -333,26 +339,59 @@ static void exit_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(gw->base, NULL);
 }
 
+/* After the drain: give the last replies a moment to flush, then leave. */
+static void leave_soon(struct gateway *gw)
+{
+	struct timeval flush = {0, 200000};
+
+	if (gw->drain_ev != NULL)
+		event_del(gw->drain_ev);
+	if (event_base_once(gw->base, -1, EV_TIMEOUT, exit_cb, gw, &flush) != 0)
+		event_base_loopexit(gw->base, NULL);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	int waiting = pgpool_busy(gw->pool) + pgpool_queued(gw->pool);
+
+	if (waiting == 0) {
+		log_info("gateway.drained");
+		leave_soon(gw);
+	} else if (gw_now_us() >= gw->drain_deadline_us) {
+		/* Their callbacks answer 503 now, while the loop can still send. */
+		log_warn("gateway.drain_timeout", LF_I64("requests", waiting));
+		pgpool_shutdown(gw->pool);
+		leave_soon(gw);
+	}
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct gateway *gw = arg;
-	struct timeval grace = {0, 200000};
+	struct timeval tick = {0, 20000};
 
 	if (gw->stopping) {
+		log_info("gateway.fast_exit", LF_I64("signal", sig));
 		event_base_loopbreak(gw->base);
 		return;
 	}
 	gw->stopping = true;
 	log_info("gateway.stopping", LF_I64("signal", sig));
-	/* Stop accepting, end the streams with a retry hint, give the replies a
-	 * moment to flush, then leave the loop. */
+	/* Stop accepting, end the streams with a retry hint, let requests that
+	 * wait on the database finish (or 503 them at the deadline), give the
+	 * replies a moment to flush, then leave the loop. */
 	if (gw->sock != NULL) {
 		evhttp_del_accept_socket(gw->http, gw->sock);
 		gw->sock = NULL;
 	}
 	hub_shutdown(gw->hub);
-	if (event_base_once(gw->base, -1, EV_TIMEOUT, exit_cb, gw, &grace) != 0)
-		event_base_loopexit(gw->base, NULL);
+	gw->drain_deadline_us = gw_now_us() + (int64_t)gw->opts.drain_ms * 1000;
+	gw->drain_ev = event_new(gw->base, -1, EV_PERSIST, drain_cb, gw);
+	if (gw->drain_ev == NULL || event_add(gw->drain_ev, &tick) != 0) {
+		pgpool_shutdown(gw->pool);
+		leave_soon(gw);
+	}
 }
 
 struct gateway *gateway_new(struct event_base *base, const struct config *cfg,
@@ -443,7 +482,8 @@ int gateway_start(struct gateway *gw, char *err, size_t errlen)
 	pgpool_start(gw->pool, pool_first_cb, gw);
 	log_info("gateway.started", LF_STR("http_addr", gw->cfg->http_addr),
 		 LF_I64("port", gw->port), LF_I64("db_pool", gw->cfg->db_pool),
-		 LF_I64("heartbeat_ms", gw->opts.heartbeat_ms));
+		 LF_I64("heartbeat_ms", gw->opts.heartbeat_ms),
+		 LF_I64("sse_queue_bytes", (int64_t)gw->opts.sse_queue_bytes));
 	return 0;
 }
 
@@ -469,5 +509,7 @@ void gateway_free(struct gateway *gw)
 		event_free(gw->sigterm_ev);
 	if (gw->sigint_ev != NULL)
 		event_free(gw->sigint_ev);
+	if (gw->drain_ev != NULL)
+		event_free(gw->drain_ev);
 	free(gw);
 }

@@ -26,11 +26,14 @@ struct gateway_options {
 	int max_queue;         /* requests waiting for a pool connection before 503 */
 	int max_uploads;       /* concurrent request bodies over 1 MiB before 503 */
 	size_t max_headers;    /* bytes of request headers before 431/413 */
-	size_t sse_queue_bytes; /* per-stream output beyond which progress/logs are dropped */
+	size_t sse_queue_bytes; /* per-stream output beyond which progress/logs are dropped
+				 * until it drains; closed at 16x (IMPORTER_SSE_QUEUE_BYTES) */
+	int drain_ms;          /* after SIGTERM, how long requests waiting on the database
+				* may still finish before they get 503 */
 };
 
 /* Fills o with the defaults (heartbeat 15 s, timeout 30 s, queue 1024,
- * uploads 8, headers 16 KiB, SSE queue 256 KiB). */
+ * uploads 8, headers 16 KiB, SSE queue 256 KiB, drain 3 s). */
 void gateway_options_default(struct gateway_options *o);
 
 /* Creates a gateway on base. opts NULL means the defaults; it is copied.
@@ -41,7 +44,10 @@ struct gateway *gateway_new(struct event_base *base, const struct config *cfg,
 
 /* Binds cfg->http_addr, starts the pool and the LISTEN connection (the latter
  * once the pool's first connection attempt settled) and takes over
- * SIGTERM/SIGINT. Returns 0, or -1 with err. */
+ * SIGTERM/SIGINT. The first signal stops accepting, ends every stream with a
+ * retry: hint, lets requests waiting on the database finish for up to
+ * opts->drain_ms (then they get 503), flushes the replies and leaves the loop;
+ * a second signal leaves at once. Returns 0, or -1 with err. */
 int gateway_start(struct gateway *gw, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* The port actually bound (useful when http_addr asks for port 0). */

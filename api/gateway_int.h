@@ -48,6 +48,8 @@ struct gateway {
 	struct hub *hub;             /* owned */
 	struct event *sigterm_ev;    /* owned */
 	struct event *sigint_ev;     /* owned */
+	struct event *drain_ev;      /* owned; after SIGTERM: waits for running requests */
+	int64_t drain_deadline_us;   /* then what still waits on the database gets 503 */
 	bool stopping;
 	bool listen_started;
 	int uploads;                 /* bodies over 1 MiB in flight */

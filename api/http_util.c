@@ -58,6 +58,19 @@ int http_status_for_sqlstate(const char *sqlstate, bool has_identity, const char
 		{"22001", 400, "bad_request"},     {"42501", 403, "forbidden"},
 	};
 
+	/* The database going away or refusing work for now is not the request's
+	 * fault: 503 (with Retry-After), never 500. Class 08 connection
+	 * exceptions, 57P01..57P03 shutdown / cannot connect now, 53300 too many
+	 * connections, 40001/40P01 serialization failure / deadlock, 57014
+	 * statement timeout. */
+	if (sqlstate != NULL &&
+	    (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
+	     strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0 ||
+	     strcmp(sqlstate, "53300") == 0 || strcmp(sqlstate, "40001") == 0 ||
+	     strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "57014") == 0)) {
+		*code = "unavailable";
+		return 503;
+	}
 	for (size_t i = 0; sqlstate != NULL && i < sizeof(map) / sizeof(map[0]); i++) {
 		if (strcmp(sqlstate, map[i].state) != 0)
 			continue;
@@ -134,7 +147,8 @@ void http_redact_uri(const char *uri, char *out, size_t outlen)
 	for (const char *p = uri; *p != '\0' && o + 1 < outlen;) {
 		bool at_param = p > uri && (p[-1] == '?' || p[-1] == '&');
 
-		if (at_param && strncmp(p, "access_token=", 13) == 0) {
+		/* Case-insensitive: evhttp_find_header() also takes ACCESS_TOKEN. */
+		if (at_param && strncasecmp(p, "access_token=", 13) == 0) {
 			const char *mask = "access_token=***";
 
 			for (const char *m = mask; *m != '\0' && o + 1 < outlen; m++)

@@ -28,7 +28,9 @@ void http_reply_error(struct evhttp_request *req, int status, const char *code,
 
 /* The HTTP status and error code for an SQLSTATE (DESIGN.md): P0002 404,
  * 55000 409, 53400 429, 22023/22P02/22003/22001 400, 42501 403 (401 when
- * has_identity is false), anything else 500. *code receives a static string. */
+ * has_identity is false); 503 "unavailable" for the database going away or
+ * refusing work for now (class 08, 57P01-57P03, 53300, 40001, 40P01, 57014);
+ * anything else 500. *code receives a static string. */
 int http_status_for_sqlstate(const char *sqlstate, bool has_identity, const char **code);
 
 /* Whether s is a canonical UUID (8-4-4-4-12 hex). */
@@ -45,8 +47,8 @@ int http_parse_bool(const char *s, bool *out) __attribute__((warn_unused_result)
  * Returns: borrowed; valid while req lives. */
 const char *http_bearer_token(struct evhttp_request *req);
 
-/* Copies uri to out with the value of any access_token parameter replaced by
- * "***" (for logs). */
+/* Copies uri to out (cut to outlen - 1 bytes) with the value of any
+ * access_token parameter (any letter case) replaced by "***" (for logs). */
 void http_redact_uri(const char *uri, char *out, size_t outlen);
 
 /* Splits a request path into at most max segments (no empty ones; "/a//b" is

@@ -54,8 +54,8 @@ void hub_resync(struct hub *hub);
 
 /* Opens an SSE stream for user on req: job_id for one job, NULL for all the
  * user's jobs (logs_for: a job whose log lines the global stream carries, or
- * NULL). last_event_id < 0 when absent. Always answers req (stream, or a JSON
- * error: 404, 429, 503). */
+ * NULL; a job the user cannot see answers 404). last_event_id < 0 when absent.
+ * Always answers req (stream, or a JSON error: 404, 429, 503). */
 void hub_open_stream(struct hub *hub, struct evhttp_request *req, const char *user,
 		     const char *job_id, const char *logs_for, int64_t last_event_id);
 

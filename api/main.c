@@ -27,7 +27,8 @@ static const char usage[] =
 	"Configuration comes from the environment: DATABASE_URL and\n"
 	"IMPORTER_JWT_SECRET (required), IMPORTER_LISTEN_DATABASE_URL,\n"
 	"IMPORTER_HTTP_ADDR, IMPORTER_DB_POOL, IMPORTER_MAX_UPLOAD_BYTES,\n"
-	"IMPORTER_LOG_LEVEL, IMPORTER_SSE_HEARTBEAT_MS. See README.md.\n";
+	"IMPORTER_LOG_LEVEL, IMPORTER_SSE_HEARTBEAT_MS, IMPORTER_SSE_QUEUE_BYTES.\n"
+	"See README.md.\n";
 
 /* importer-gateway token --sub UUID [--ttl SECONDS] */
 static int run_token(int argc, char **argv)
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
 	process_log_started(&cfg);
 	gateway_options_default(&opts);
 	opts.heartbeat_ms = (int)cfg.sse_heartbeat_ms;
+	opts.sse_queue_bytes = (size_t)cfg.sse_queue_bytes;
 	raise_nofile();
 	if (migrate) {
 		int applied = migrate_url(cfg.database_url, (int)cfg.db_wait_ms, err, sizeof(err));

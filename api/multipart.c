@@ -106,10 +106,14 @@ int multipart_find_file(const char *boundary, const char *body, size_t len, cons
 
 		if (end - p >= 2 && p[0] == '-' && p[1] == '-')
 			break; /* closing delimiter */
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++; /* transport padding (RFC 2046) */
 		if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
 			return -1;
 		p += 2;
-		hdr_end = find(p, (size_t)(end - p), "\r\n\r\n", 4);
+		/* Searching from the delimiter line's CRLF finds the empty line that
+		 * ends a part without any header too (then hdr_end = p - 2). */
+		hdr_end = find(p - 2, (size_t)(end - p + 2), "\r\n\r\n", 4);
 		if (hdr_end == NULL)
 			return -1;
 		for (line = p; line < hdr_end;) {

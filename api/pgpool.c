@@ -495,31 +495,46 @@ int pgpool_size(const struct pgpool *pool)
 	return pool != NULL ? pool->size : 0;
 }
 
-void pgpool_free(struct pgpool *pool)
+void pgpool_shutdown(struct pgpool *pool)
 {
-	if (pool == NULL)
-		return;
 	pool->closing = true;
 	while (pool->head != NULL) {
 		struct pgreq *r = pool->head;
 
 		pool->head = r->next;
+		pool->queued--;
+		if (pool->head == NULL)
+			pool->tail = NULL;
 		finish(r, NULL, NULL, true, "shutting down");
 	}
 	for (int i = 0; i < pool->size; i++) {
 		struct pconn *c = &pool->conns[i];
 		struct pgreq *r = c->req;
 
+		/* Detach everything first: a callback may look at the pool. */
 		c->req = NULL;
 		free_events(c);
 		if (c->retry_ev != NULL)
-			event_free(c->retry_ev);
+			event_del(c->retry_ev);
 		PQfinish(c->conn);
+		c->conn = NULL;
 		PQclear(c->work_res);
 		PQclear(c->err_res);
+		c->work_res = c->err_res = NULL;
+		c->state = CONN_DOWN;
 		if (r != NULL)
 			finish(r, NULL, NULL, true, "shutting down");
 	}
+}
+
+void pgpool_free(struct pgpool *pool)
+{
+	if (pool == NULL)
+		return;
+	pgpool_shutdown(pool);
+	for (int i = 0; i < pool->size; i++)
+		if (pool->conns[i].retry_ev != NULL)
+			event_free(pool->conns[i].retry_ev);
 	free(pool->conns);
 	free(pool->url);
 	free(pool->app);

@@ -81,8 +81,13 @@ int pgpool_queued(const struct pgpool *pool);
 int pgpool_size(const struct pgpool *pool);
 
 /* Fails every waiting and running request with unavailable (their callbacks
- * run now), closes the connections and frees pool. NULL-safe. Must not be
- * called from a pgpool callback. */
+ * run now), closes the connections and stops reconnecting; later requests are
+ * refused. The pool stays allocated (counters read 0) until pgpool_free().
+ * Must not be called from a pgpool callback. */
+void pgpool_shutdown(struct pgpool *pool);
+
+/* pgpool_shutdown(), then frees pool. NULL-safe. Must not be called from a
+ * pgpool callback. */
 void pgpool_free(struct pgpool *pool);
 
 #endif

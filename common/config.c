@@ -36,6 +36,7 @@ static const struct cfg_entry entries[] = {
 	{"IMPORTER_METRICS_ADDR", CFG_ADDR, OFF(metrics_addr), NULL, 0, 0, 0},
 	{"IMPORTER_POLL_INTERVAL_MS", CFG_INT, OFF(poll_interval_ms), "5000", 10, 600000, 0},
 	{"IMPORTER_SSE_HEARTBEAT_MS", CFG_INT, OFF(sse_heartbeat_ms), "15000", 10, 15000, 0},
+	{"IMPORTER_SSE_QUEUE_BYTES", CFG_INT, OFF(sse_queue_bytes), "262144", 1024, 67108864, 0},
 };
 
 const char *config_getenv(const char *name, void *arg)

@@ -35,6 +35,7 @@ struct config {
 	enum log_level log_level;  /* IMPORTER_LOG_LEVEL */
 	int64_t poll_interval_ms;  /* IMPORTER_POLL_INTERVAL_MS: safety-net poll */
 	int64_t sse_heartbeat_ms;  /* IMPORTER_SSE_HEARTBEAT_MS: SSE ": ping" interval */
+	int64_t sse_queue_bytes;   /* IMPORTER_SSE_QUEUE_BYTES: per-stream queue before dropping */
 };
 
 /* Looks a variable up; returns NULL when unset. */

@@ -87,8 +87,9 @@ $$;
 -- whose lease expired (their worker died, stalled or lost the database), and
 -- prune finished jobs past retention_days (records stay: their job_id becomes
 -- NULL) with never-submitted uploads and old outbox rows, a bounded slice per
--- tick. Returns the number rescued, or NULL when another worker has the turn.
-CREATE FUNCTION importer.housekeeping() RETURNS int
+-- tick (the pruning only when p_prune: workers ask for it about once a
+-- minute). Returns the number rescued, or NULL when another worker has the turn.
+CREATE FUNCTION importer.housekeeping(p_prune boolean DEFAULT false) RETURNS int
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, importer, pg_temp
 	AS $$
@@ -99,13 +100,15 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	rescued := importer.rescue_stale_jobs();
-	PERFORM importer.purge_expired(500);
+	IF p_prune THEN
+		PERFORM importer.purge_expired(500);
+	END IF;
 	RETURN rescued;
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION importer.housekeeping() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION importer.housekeeping() TO importer_worker;
+REVOKE EXECUTE ON FUNCTION importer.housekeeping(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION importer.housekeeping(boolean) TO importer_worker;
 
 REVOKE EXECUTE ON FUNCTION importer.claim_job(text, text[]), importer.complete_noops(text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION importer.claim_job(text, text[]), importer.complete_noops(text, int)

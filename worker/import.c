@@ -314,8 +314,6 @@ static int add_object(struct import *im, const char *collection, struct json_obj
 	char buf[64];
 	const char *key_name = im->key_name != NULL ? im->key_name : "id";
 	const char *key = object_key(obj, key_name, buf, sizeof(buf));
-	const char *text;
-	size_t len;
 
 	if (key == NULL || key[0] == '\0') {
 		char msg[600];
@@ -326,10 +324,10 @@ static int add_object(struct import *im, const char *collection, struct json_obj
 	if (strlen(key) > MAX_KEY_BYTES || !jsonstream_valid_text(key, strlen(key)))
 		return record_error(im, collection, NULL, "key longer than 512 bytes or not text",
 				    raw, raw_len);
-	text = json_object_to_json_string_length(
-		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	/* The record's own bytes, validated by jsonstream_parse_object(): json-c
+	 * would clamp integers beyond 64 bits when writing it back out. */
 	im->pos.records++;
-	return batch_add_record(&im->batch, collection, key, text, len, im->pos.records);
+	return batch_add_record(&im->batch, collection, key, raw, raw_len, im->pos.records);
 }
 
 /* The key column: the key option, else "id" if present, else none (record numbers). */
@@ -445,6 +443,27 @@ static int on_csv_error(enum csv_status st, uint64_t start, uint64_t end, uint64
 	return batch_full(im) ? 1 : 0;
 }
 
+/* backup: notes the element's collection and index in pos. A name that
+ * cannot be stored (or checkpointed) is a file-level problem. */
+static bool enter_collection(struct import *im, const struct jsonstream_record *rec)
+{
+	if (rec->collection_len == 0 || rec->collection_len > 128 ||
+	    !jsonstream_valid_text(rec->collection, rec->collection_len)) {
+		snprintf(im->message, sizeof(im->message),
+			 "collection names must be 1 to 128 bytes of UTF-8 text without NUL "
+			 "(element at byte %" PRIu64 ")",
+			 rec->start_offset);
+		im->file_error = true;
+		return false;
+	}
+	if (im->pos.collection == NULL || strcmp(im->pos.collection, rec->collection) != 0) {
+		free(im->pos.collection);
+		im->pos.collection = strdup(rec->collection);
+	}
+	im->pos.element_index = rec->index + 1;
+	return true;
+}
+
 static int on_json_record(const struct jsonstream_record *rec, void *arg)
 {
 	struct import *im = arg;
@@ -456,18 +475,9 @@ static int on_json_record(const struct jsonstream_record *rec, void *arg)
 	if (rec->metadata)
 		return 0; /* backup metadata: not a record */
 	if (rec->collection != NULL) {
-		if (im->pos.collection == NULL || strcmp(im->pos.collection, rec->collection) != 0) {
-			free(im->pos.collection);
-			im->pos.collection = strdup(rec->collection);
-		}
-		im->pos.element_index = rec->index + 1;
+		if (!enter_collection(im, rec))
+			return 1;
 		coll = rec->collection;
-		if (rec->collection_len == 0 || rec->collection_len > 128 ||
-		    !jsonstream_valid_text(rec->collection, rec->collection_len)) {
-			rc = record_error(im, NULL, NULL, "collection name must be 1 to 128 characters of text",
-					  rec->data, rec->len);
-			goto out;
-		}
 	}
 	if (jsonstream_parse_object_tok(im->tok, rec->data, rec->len, &obj, msg, sizeof(msg)) != 0) {
 		rc = record_error(im, coll, NULL, msg, rec->data, rec->len);
@@ -489,11 +499,8 @@ static int on_json_error(const struct jsonstream_record *rec, void *arg)
 	struct import *im = arg;
 	int rc;
 
-	if (rec->collection != NULL) {
-		free(im->pos.collection);
-		im->pos.collection = strdup(rec->collection);
-		im->pos.element_index = rec->index + 1;
-	}
+	if (rec->collection != NULL && !enter_collection(im, rec))
+		return 1;
 	rc = record_error(im, rec->collection != NULL ? rec->collection : im->job->collection, NULL,
 			  rec->message, NULL, 0);
 	advance(im, rec->end_offset);

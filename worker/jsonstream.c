@@ -19,7 +19,7 @@ static const unsigned char BOM[3] = {0xEF, 0xBB, 0xBF};
 /* ==== Shared helpers ==== */
 
 static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -228,15 +228,17 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 				}
 				if (c == '\\') {
 					if (i + 1 == len) {
-						fmt_err(err, errlen, "not valid JSON: unterminated string");
+						fmt_err(err, errlen,
+						        "not valid JSON: unterminated string");
 						return -1;
 					}
 					c = s[i + 1];
 					if (c != 'u') {
 						if (!strchr("\"\\/bfnrt", c) || c == 0) {
 							fmt_err(err, errlen,
-								"not valid JSON: invalid escape at byte %zu",
-								i);
+							        "not valid JSON: invalid escape at "
+							        "byte %zu",
+							        i);
 							return -1;
 						}
 						i += 2;
@@ -244,25 +246,31 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 					}
 					if (len - i < 6 || (u = hex4(s + i + 2)) < 0) {
 						fmt_err(err, errlen,
-							"not valid JSON: invalid \\u escape at byte %zu", i);
+						        "not valid JSON: invalid \\u escape at "
+						        "byte %zu",
+						        i);
 						return -1;
 					}
 					if (u == 0) {
-						fmt_err(err, errlen, "\\u0000 (NUL) in a string at byte %zu",
-							i);
+						fmt_err(err, errlen,
+						        "\\u0000 (NUL) in a string at byte %zu", i);
 						return -1;
 					}
 					if (u >= 0xD800 && u <= 0xDBFF) {
-						if (len - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u' ||
-						    (lo = hex4(s + i + 8)) < 0xDC00 || lo > 0xDFFF) {
-							fmt_err(err, errlen,
-								"unpaired surrogate escape at byte %zu", i);
+						if (len - i < 12 || s[i + 6] != '\\' ||
+						    s[i + 7] != 'u' ||
+						    (lo = hex4(s + i + 8)) < 0xDC00 ||
+						    lo > 0xDFFF) {
+							fmt_err(
+							    err, errlen,
+							    "unpaired surrogate escape at byte %zu",
+							    i);
 							return -1;
 						}
 						i += 12;
 					} else if (u >= 0xDC00 && u <= 0xDFFF) {
-						fmt_err(err, errlen, "unpaired surrogate escape at byte %zu",
-							i);
+						fmt_err(err, errlen,
+						        "unpaired surrogate escape at byte %zu", i);
 						return -1;
 					} else {
 						i += 6;
@@ -271,7 +279,8 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 				}
 				if (c >= 0x80) {
 					if ((n = utf8_seq(s + i, len - i)) == 0) {
-						fmt_err(err, errlen, "invalid UTF-8 at byte %zu", i);
+						fmt_err(err, errlen, "invalid UTF-8 at byte %zu",
+						        i);
 						return -1;
 					}
 					i += n;
@@ -281,12 +290,13 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 					fmt_err(err, errlen, "NUL byte at byte %zu", i);
 				else
 					fmt_err(err, errlen,
-						"not valid JSON: control character in a string at byte %zu",
-						i);
+					        "not valid JSON: control character in a string at "
+					        "byte %zu",
+					        i);
 				return -1;
 			}
 		} else if (is_ws(c) || c == '{' || c == '}' || c == '[' || c == ']' || c == ',' ||
-			   c == ':') {
+		           c == ':') {
 			i++;
 		} else if (c == '-' || is_digit(c)) {
 			if ((n = lex_number(s, i, len)) == 0) {
@@ -300,7 +310,8 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 
 			if (len - i < ll || memcmp(s + i, lit, ll) != 0 ||
 			    (len - i > ll && is_alnum(s[i + ll]))) {
-				fmt_err(err, errlen, "not valid JSON: unexpected token at byte %zu", i);
+				fmt_err(err, errlen, "not valid JSON: unexpected token at byte %zu",
+				        i);
 				return -1;
 			}
 			i += ll;
@@ -310,8 +321,8 @@ static int lex_check(const unsigned char *s, size_t len, char *err, size_t errle
 			else if (c >= 0x80 && utf8_seq(s + i, len - i) == 0)
 				fmt_err(err, errlen, "invalid UTF-8 at byte %zu", i);
 			else
-				fmt_err(err, errlen, "not valid JSON: unexpected character at byte %zu",
-					i);
+				fmt_err(err, errlen,
+				        "not valid JSON: unexpected character at byte %zu", i);
 			return -1;
 		}
 	}
@@ -328,7 +339,7 @@ struct json_tokener *jsonstream_tokener_new(void)
 }
 
 int jsonstream_parse_object_tok(struct json_tokener *tok, const char *buf, size_t len,
-				struct json_object **out, char *err, size_t errlen)
+                                struct json_object **out, char *err, size_t errlen)
 {
 	const unsigned char *s = (const unsigned char *)buf;
 	struct json_object *obj = NULL;
@@ -367,7 +378,7 @@ int jsonstream_parse_object_tok(struct json_tokener *tok, const char *buf, size_
 			fmt_err(err, errlen, "not valid JSON: unexpected end of data");
 		else
 			fmt_err(err, errlen, "not valid JSON: %s at byte %zu",
-				json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
+			        json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
 		return -1;
 	}
 	while (end < len && is_ws(s[end]))
@@ -379,7 +390,7 @@ int jsonstream_parse_object_tok(struct json_tokener *tok, const char *buf, size_
 	}
 	if (!json_object_is_type(obj, json_type_object)) {
 		fmt_err(err, errlen, "not a JSON object (got %s)",
-			json_type_to_name(json_object_get_type(obj)));
+		        json_type_to_name(json_object_get_type(obj)));
 		json_object_put(obj);
 		return -1;
 	}
@@ -388,7 +399,7 @@ int jsonstream_parse_object_tok(struct json_tokener *tok, const char *buf, size_
 }
 
 int jsonstream_parse_object(const char *buf, size_t len, struct json_object **out, char *err,
-			    size_t errlen)
+                            size_t errlen)
 {
 	struct json_tokener *tok = jsonstream_tokener_new();
 	int rc;
@@ -406,24 +417,24 @@ int jsonstream_parse_object(const char *buf, size_t len, struct json_object **ou
 /* ==== NDJSON ==== */
 
 struct ndjson_reader {
-	size_t max;                   /* max_record_bytes */
-	uint64_t pos;                 /* absolute offset of the next byte to be fed */
-	uint64_t line;                /* number of the line being read */
-	uint64_t line_start;          /* absolute offset of its first byte */
-	char *buf;                    /* owned; the current line's bytes from earlier feeds */
-	size_t buf_len;               /* bytes in buf */
-	size_t buf_cap;               /* allocated, at most max + 1 */
-	bool skipping;                /* current line is over max: its bytes are dropped */
-	bool dead;                    /* stopped, failed or finished */
-	jsonstream_record_cb on_line; /* may be NULL */
+	size_t max;                    /* max_record_bytes */
+	uint64_t pos;                  /* absolute offset of the next byte to be fed */
+	uint64_t line;                 /* number of the line being read */
+	uint64_t line_start;           /* absolute offset of its first byte */
+	char *buf;                     /* owned; the current line's bytes from earlier feeds */
+	size_t buf_len;                /* bytes in buf */
+	size_t buf_cap;                /* allocated, at most max + 1 */
+	bool skipping;                 /* current line is over max: its bytes are dropped */
+	bool dead;                     /* stopped, failed or finished */
+	jsonstream_record_cb on_line;  /* may be NULL */
 	jsonstream_record_cb on_error; /* may be NULL */
-	void *cb_arg;                 /* borrowed */
-	char msg[96];                 /* message of the error record being reported */
+	void *cb_arg;                  /* borrowed */
+	char msg[96];                  /* message of the error record being reported */
 };
 
 struct ndjson_reader *ndjson_reader_new(size_t max_record_bytes, uint64_t start_offset,
-					uint64_t start_line, jsonstream_record_cb on_line,
-					jsonstream_record_cb on_error, void *cb_arg)
+                                        uint64_t start_line, jsonstream_record_cb on_line,
+                                        jsonstream_record_cb on_error, void *cb_arg)
 {
 	struct ndjson_reader *r;
 
@@ -502,9 +513,9 @@ static int nd_line(struct ndjson_reader *r, const char *p, size_t n, uint64_t en
 }
 
 int ndjson_reader_feed(struct ndjson_reader *r, const char *data, size_t len, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
-	const char *p = data, *end = data + len, *nl;
+	const char *p, *end, *nl;
 	size_t n;
 	int rc;
 
@@ -512,6 +523,10 @@ int ndjson_reader_feed(struct ndjson_reader *r, const char *data, size_t len, ch
 		fmt_err(err, errlen, "ndjson reader used after it stopped");
 		return JSONSTREAM_ERROR;
 	}
+	if (len == 0)
+		return JSONSTREAM_OK; /* data may be NULL */
+	p = data;
+	end = data + len;
 	while (p < end) {
 		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL) {
 			/* The line goes on in the next feed. A line holding more
@@ -523,7 +538,8 @@ int ndjson_reader_feed(struct ndjson_reader *r, const char *data, size_t len, ch
 			} else if (n > r->max + 1 - r->buf_len) {
 				r->skipping = true;
 				r->buf_len = 0;
-			} else if (append(&r->buf, &r->buf_len, &r->buf_cap, p, n, r->max + 1) != 0) {
+			} else if (append(&r->buf, &r->buf_len, &r->buf_cap, p, n, r->max + 1) !=
+			           0) {
 				r->dead = true;
 				fmt_err(err, errlen, "out of memory");
 				return JSONSTREAM_ERROR;
@@ -595,18 +611,18 @@ enum {
 };
 
 static const unsigned char vclass[256] = {
-	['"'] = V_STR | V_STRUCT | V_SCALAR,
-	['\\'] = V_STR,
-	['{'] = V_STRUCT | V_SCALAR,
-	['}'] = V_STRUCT | V_SCALAR,
-	['['] = V_STRUCT | V_SCALAR,
-	[']'] = V_STRUCT | V_SCALAR,
-	[','] = V_SCALAR,
-	[':'] = V_SCALAR,
-	[' '] = V_SCALAR,
-	['\t'] = V_SCALAR,
-	['\n'] = V_SCALAR,
-	['\r'] = V_SCALAR,
+    ['"'] = V_STR | V_STRUCT | V_SCALAR,
+    ['\\'] = V_STR,
+    ['{'] = V_STRUCT | V_SCALAR,
+    ['}'] = V_STRUCT | V_SCALAR,
+    ['['] = V_STRUCT | V_SCALAR,
+    [']'] = V_STRUCT | V_SCALAR,
+    [','] = V_SCALAR,
+    [':'] = V_SCALAR,
+    [' '] = V_SCALAR,
+    ['\t'] = V_SCALAR,
+    ['\n'] = V_SCALAR,
+    ['\r'] = V_SCALAR,
 };
 
 struct backup_reader {
@@ -628,30 +644,31 @@ struct backup_reader {
 	bool collection;    /* the current member's value is an array */
 	uint64_t index;     /* next element's index in the collection */
 	/* The value being scanned (an element or a metadata member's value): */
-	uint64_t vstart;    /* absolute offset of its first byte */
-	unsigned vdepth;    /* brackets open inside it */
-	bool in_str;        /* inside a string */
-	bool esc;           /* the last byte fed was a backslash inside a string */
-	bool scalar;        /* a bare number or literal: ends at a delimiter */
-	bool oversize;      /* over max: its bytes are no longer kept */
+	uint64_t vstart; /* absolute offset of its first byte */
+	unsigned vdepth; /* brackets open inside it */
+	bool in_str;     /* inside a string */
+	bool esc;        /* the last byte fed was a backslash inside a string */
+	bool scalar;     /* a bare number or literal: ends at a delimiter */
+	bool oversize;   /* over max: its bytes are no longer kept */
 	unsigned char stack[JSONSTREAM_MAX_DEPTH / 8]; /* bit d: bracket at depth d is '{' */
-	char *buf;          /* owned; the value's bytes from earlier feeds */
-	size_t buf_len;     /* bytes in buf */
-	size_t buf_cap;     /* allocated, at most max */
+	char *buf;                /* owned; the value's bytes from earlier feeds */
+	size_t buf_len;           /* bytes in buf */
+	size_t buf_cap;           /* allocated, at most max */
 	struct json_tokener *tok; /* owned; unescapes member names */
-	char shown[80];     /* the name as quoted in messages */
-	char msg[96];       /* message of the error record being reported */
+	char shown[80];           /* the name as quoted in messages */
+	char msg[96];             /* message of the error record being reported */
 };
 
 struct backup_reader *backup_reader_new(size_t max_record_bytes,
-					const struct backup_position *resume,
-					jsonstream_record_cb on_element, jsonstream_record_cb on_error,
-					void *cb_arg)
+                                        const struct backup_position *resume,
+                                        jsonstream_record_cb on_element,
+                                        jsonstream_record_cb on_error, void *cb_arg)
 {
 	struct backup_reader *r;
 
 	if (max_record_bytes == 0 || max_record_bytes > JSONSTREAM_MAX_RECORD_LIMIT ||
-	    (resume != NULL && resume->collection == NULL))
+	    (resume != NULL &&
+	     (resume->collection == NULL || resume->collection_len > JSONSTREAM_MAX_RECORD_LIMIT)))
 		return NULL;
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
@@ -714,7 +731,7 @@ static const char *shown_name(struct backup_reader *r)
 }
 
 static int b_fail(struct backup_reader *r, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* A file-level error: the reader is done. */
 static int b_fail(struct backup_reader *r, char *err, size_t errlen, const char *fmt, ...)
@@ -748,7 +765,7 @@ static const char *where(struct backup_reader *r, char *out, size_t outlen)
 		break;
 	case B_VALUE:
 		snprintf(out, outlen, "inside %s \"%s\"", r->collection ? "collection" : "member",
-			 shown_name(r));
+		         shown_name(r));
 		break;
 	default:
 		snprintf(out, outlen, "inside the top-level object");
@@ -757,15 +774,15 @@ static const char *where(struct backup_reader *r, char *out, size_t outlen)
 	return out;
 }
 
-/* Starts scanning the value whose first byte is at p (offset off). */
+/* Starts scanning the value whose first byte, c, is at absolute offset off. */
 static int start_value(struct backup_reader *r, unsigned char c, uint64_t off, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	char ctx[128];
 
 	if (c == ',' || c == ']' || c == '}' || c == ':')
 		return b_fail(r, err, errlen, "expected a value at byte %" PRIu64 " %s", off,
-			      where(r, ctx, sizeof(ctx)));
+		              where(r, ctx, sizeof(ctx)));
 	r->vstart = off;
 	r->vdepth = 0;
 	r->in_str = false;
@@ -790,9 +807,9 @@ static int start_value(struct backup_reader *r, unsigned char c, uint64_t off, c
  * just past the value (at the delimiter after a scalar) with *done set; NULL
  * after a file-level error. */
 static const unsigned char *scan_value(struct backup_reader *r, const unsigned char *p,
-				       const unsigned char *end, uint64_t base_off,
-				       const unsigned char *base, bool *done, char *err,
-				       size_t errlen)
+                                       const unsigned char *end, uint64_t base_off,
+                                       const unsigned char *base, bool *done, char *err,
+                                       size_t errlen)
 {
 	/* Depth of the value's own brackets is vdepth; the top-level object and
 	 * a collection's array come on top. */
@@ -856,8 +873,9 @@ static const unsigned char *scan_value(struct backup_reader *r, const unsigned c
 		} else {
 			bool obj = r->stack[(d - 1) / 8] & (1u << ((d - 1) % 8));
 			if (c != (obj ? '}' : ']')) {
-				b_fail(r, err, errlen, "mismatched '%c' at byte %" PRIu64 " (expected '%c')",
-				       c, base_off + (uint64_t)(p - 1 - base), obj ? '}' : ']');
+				b_fail(r, err, errlen,
+				       "mismatched '%c' at byte %" PRIu64 " (expected '%c')", c,
+				       base_off + (uint64_t)(p - 1 - base), obj ? '}' : ']');
 				return NULL;
 			}
 			if (--d == 0) {
@@ -882,7 +900,7 @@ static int b_emit(struct backup_reader *r, jsonstream_record_cb cb, struct jsons
 
 /* The value ends at end_off; its bytes are buf (earlier feeds) + seg[0..n). */
 static int value_done(struct backup_reader *r, const char *seg, size_t n, uint64_t end_off,
-		      char *err, size_t errlen)
+                      char *err, size_t errlen)
 {
 	struct jsonstream_record rec = {0};
 	uint64_t total = end_off - r->vstart;
@@ -946,10 +964,10 @@ out:
 }
 
 int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
-	const unsigned char *base = (const unsigned char *)data, *p = base, *end = base + len;
-	const unsigned char *seg = base; /* first byte of the current value in this feed */
+	const unsigned char *base = (const unsigned char *)data, *p, *end;
+	const unsigned char *seg; /* first byte of the current value in this feed */
 	const unsigned char *q;
 	uint64_t off;
 	bool done;
@@ -960,6 +978,10 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 		fmt_err(err, errlen, "backup reader used after it stopped");
 		return JSONSTREAM_ERROR;
 	}
+	if (len == 0)
+		return JSONSTREAM_OK; /* data may be NULL */
+	p = seg = base;
+	end = base + len;
 	while (p < end) {
 		if (r->state != B_VALUE && r->state != B_KEY && r->state != B_START) {
 			while (p < end && is_ws(*p))
@@ -980,7 +1002,7 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 				p++;
 			} else {
 				return b_fail(r, err, errlen, "expected '{' at byte %" PRIu64,
-					      r->bom == 1 || r->bom == 2 ? 0 : off);
+				              r->bom == 1 || r->bom == 2 ? 0 : off);
 			}
 			break;
 		case B_KEY_OR_CLOSE:
@@ -992,8 +1014,8 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 			}
 			if (*p != '"')
 				return b_fail(r, err, errlen, "expected %s at byte %" PRIu64,
-					      r->state == B_KEY_OR_CLOSE ? "'\"' or '}'" : "'\"'",
-					      off);
+				              r->state == B_KEY_OR_CLOSE ? "'\"' or '}'" : "'\"'",
+				              off);
 			r->key_len = 0;
 			r->key_start = off;
 			r->key_esc = false;
@@ -1021,11 +1043,11 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 			}
 			if ((size_t)(q - p) + (q < end) > r->max + 2 - r->key_len)
 				return b_fail(r, err, errlen,
-					      "member name at byte %" PRIu64
-					      " is longer than max_record_bytes",
-					      r->key_start);
-			if (append(&r->key, &r->key_len, &r->key_cap, p, (size_t)(q - p) + (q < end),
-				   r->max + 2) != 0)
+				              "member name at byte %" PRIu64
+				              " is longer than max_record_bytes",
+				              r->key_start);
+			if (append(&r->key, &r->key_len, &r->key_cap, p,
+			           (size_t)(q - p) + (q < end), r->max + 2) != 0)
 				return b_fail(r, err, errlen, "out of memory");
 			if (q == end) {
 				p = end;
@@ -1038,8 +1060,9 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 		case B_COLON:
 			if (*p != ':')
 				return b_fail(r, err, errlen,
-					      "expected ':' at byte %" PRIu64 " after member \"%s\"",
-					      off, shown_name(r));
+				              "expected ':' at byte %" PRIu64
+				              " after member \"%s\"",
+				              off, shown_name(r));
 			r->state = B_MEMBER_VALUE;
 			p++;
 			break;
@@ -1076,7 +1099,8 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 				p = end; /* the value goes on: see below */
 				break;
 			}
-			rc = value_done(r, (const char *)seg, (size_t)(q - seg), OFF(q), err, errlen);
+			rc = value_done(r, (const char *)seg, (size_t)(q - seg), OFF(q), err,
+			                errlen);
 			if (rc != JSONSTREAM_OK)
 				return rc;
 			p = q;
@@ -1088,9 +1112,9 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 				r->state = B_AFTER_MEMBER;
 			} else {
 				return b_fail(r, err, errlen,
-					      "expected ',' or ']' at byte %" PRIu64
-					      " in collection \"%s\"",
-					      off, shown_name(r));
+				              "expected ',' or ']' at byte %" PRIu64
+				              " in collection \"%s\"",
+				              off, shown_name(r));
 			}
 			p++;
 			break;
@@ -1100,15 +1124,15 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 			} else if (*p == '}') {
 				r->state = B_END;
 			} else {
-				return b_fail(r, err, errlen, "expected ',' or '}' at byte %" PRIu64,
-					      off);
+				return b_fail(r, err, errlen,
+				              "expected ',' or '}' at byte %" PRIu64, off);
 			}
 			p++;
 			break;
 		case B_END:
-			return b_fail(r, err, errlen,
-				      "unexpected data at byte %" PRIu64 " after the top-level object",
-				      off);
+			return b_fail(
+			    r, err, errlen,
+			    "unexpected data at byte %" PRIu64 " after the top-level object", off);
 		case B_DEAD:
 			return JSONSTREAM_ERROR; /* not reached */
 		}
@@ -1123,7 +1147,7 @@ int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, ch
 			r->oversize = true;
 			r->buf_len = 0;
 		} else if (append(&r->buf, &r->buf_len, &r->buf_cap, seg, (size_t)(end - seg),
-				  r->max) != 0) {
+		                  r->max) != 0) {
 			return b_fail(r, err, errlen, "out of memory");
 		}
 	}
@@ -1147,9 +1171,9 @@ int backup_reader_finish(struct backup_reader *r, char *err, size_t errlen)
 		if (r->pos == 0)
 			return b_fail(r, err, errlen, "the file is empty");
 		return b_fail(r, err, errlen,
-			      "unexpected end of file at byte %" PRIu64 ": expected '{'", r->pos);
+		              "unexpected end of file at byte %" PRIu64 ": expected '{'", r->pos);
 	default:
 		return b_fail(r, err, errlen, "unexpected end of file at byte %" PRIu64 " %s",
-			      r->pos, where(r, ctx, sizeof(ctx)));
+		              r->pos, where(r, ctx, sizeof(ctx)));
 	}
 }

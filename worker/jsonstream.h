@@ -41,22 +41,22 @@ enum jsonstream_status {
  * backup_reader_new(max, &(struct backup_position){end_offset, collection,
  * collection_len, index + 1}, ...). */
 struct jsonstream_record {
-	const char *data;      /* borrowed until the callback returns; not NUL-terminated.
-				  NULL in an error, and for oversized metadata */
-	size_t len;            /* bytes at data (0 when data is NULL) */
-	uint64_t start_offset; /* absolute offset of the record's first byte */
-	uint64_t end_offset;   /* absolute offset where reading resumes after it: NDJSON
-				  past the line's LF (or end of file), backup just past the
-				  element's last byte */
-	uint64_t line;         /* NDJSON: 1-based line number; backup: 0 */
-	uint64_t index;        /* backup: 0-based element index in the collection; NDJSON: 0 */
+	const char *data;       /* borrowed until the callback returns; not NUL-terminated.
+	                           NULL in an error, and for oversized metadata */
+	size_t len;             /* bytes at data (0 when data is NULL) */
+	uint64_t start_offset;  /* absolute offset of the record's first byte */
+	uint64_t end_offset;    /* absolute offset where reading resumes after it: NDJSON
+	                           past the line's LF (or end of file), backup just past the
+	                           element's last byte */
+	uint64_t line;          /* NDJSON: 1-based line number; backup: 0 */
+	uint64_t index;         /* backup: 0-based element index in the collection; NDJSON: 0 */
 	const char *collection; /* backup: member name, unescaped, NUL-terminated, borrowed
-				   until the callback returns (may hold NUL or invalid UTF-8:
-				   check with jsonstream_valid_text); NDJSON: NULL */
-	size_t collection_len; /* bytes in collection, without the terminating NUL */
-	bool metadata;         /* backup: a top-level member that is not an array (not a
-				  record: data is the member's value, index 0) */
-	const char *message;   /* error callback only: what is wrong (ASCII); else NULL */
+	                           until the callback returns (may hold NUL or invalid UTF-8:
+	                           check with jsonstream_valid_text); NDJSON: NULL */
+	size_t collection_len;  /* bytes in collection, without the terminating NUL */
+	bool metadata;          /* backup: a top-level member that is not an array (not a
+	                           record: data is the member's value, index 0) */
+	const char *message;    /* error callback only: what is wrong (ASCII); else NULL */
 };
 
 /* Called for each record and each record-level error. Returns 0 to go on, or
@@ -81,13 +81,13 @@ struct json_tokener *jsonstream_tokener_new(void);
  * err and *out set to NULL. Returns 0 on success.
  * Returns in *out: new object; caller frees with json_object_put(). */
 int jsonstream_parse_object(const char *buf, size_t len, struct json_object **out, char *err,
-			    size_t errlen) __attribute__((warn_unused_result));
+                            size_t errlen) __attribute__((warn_unused_result));
 
 /* Same, reusing tok (from jsonstream_tokener_new()) instead of allocating a
  * tokener per call; tok is reset first and may be reused afterwards. */
 int jsonstream_parse_object_tok(struct json_tokener *tok, const char *buf, size_t len,
-				struct json_object **out, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+                                struct json_object **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Whether s[0..len) is valid UTF-8 (RFC 3629: no overlongs, surrogates or
  * code points above U+10FFFF) without NUL bytes, i.e. storable as PostgreSQL text. */
@@ -109,18 +109,18 @@ struct ndjson_reader;
  * max_record_bytes is 0 or over JSONSTREAM_MAX_RECORD_LIMIT, start_line is 0,
  * or out of memory. */
 struct ndjson_reader *ndjson_reader_new(size_t max_record_bytes, uint64_t start_offset,
-					uint64_t start_line, jsonstream_record_cb on_line,
-					jsonstream_record_cb on_error, void *cb_arg);
+                                        uint64_t start_line, jsonstream_record_cb on_line,
+                                        jsonstream_record_cb on_error, void *cb_arg);
 
 /* Consumes data[0..len) (the next bytes of the file), calling back for every
  * line completed. Returns a jsonstream_status; JSONSTREAM_ERROR only when out
  * of memory or misused. */
 int ndjson_reader_feed(struct ndjson_reader *r, const char *data, size_t len, char *err,
-		       size_t errlen) __attribute__((warn_unused_result));
+                       size_t errlen) __attribute__((warn_unused_result));
 
 /* End of file: hands over a last line without LF. Returns a jsonstream_status. */
 int ndjson_reader_finish(struct ndjson_reader *r, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Frees r. NULL-safe. */
 void ndjson_reader_free(struct ndjson_reader *r);
@@ -162,23 +162,23 @@ struct backup_position {
  * cb_arg until backup_reader_free().
  * Returns: new object; caller frees with backup_reader_free(). NULL when
  * max_record_bytes is 0 or over JSONSTREAM_MAX_RECORD_LIMIT, resume has a NULL
- * collection, or out of memory. */
+ * or over-long collection, or out of memory. */
 struct backup_reader *backup_reader_new(size_t max_record_bytes,
-					const struct backup_position *resume,
-					jsonstream_record_cb on_element, jsonstream_record_cb on_error,
-					void *cb_arg);
+                                        const struct backup_position *resume,
+                                        jsonstream_record_cb on_element,
+                                        jsonstream_record_cb on_error, void *cb_arg);
 
 /* Consumes data[0..len) (the next bytes of the file, starting at the resume
  * offset for a resumed reader), calling back for every element completed.
  * Returns a jsonstream_status; JSONSTREAM_ERROR fills err. */
 int backup_reader_feed(struct backup_reader *r, const char *data, size_t len, char *err,
-		       size_t errlen) __attribute__((warn_unused_result));
+                       size_t errlen) __attribute__((warn_unused_result));
 
 /* End of file: JSONSTREAM_OK only if the top-level object was closed (and, for
  * a new reader, there was one). Returns a jsonstream_status; err says e.g.
  * "unexpected end of file inside collection \"users\"". */
 int backup_reader_finish(struct backup_reader *r, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Frees r. NULL-safe. */
 void backup_reader_free(struct backup_reader *r);

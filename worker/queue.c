@@ -47,15 +47,31 @@ int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct j
 	return rc;
 }
 
-int queue_housekeeping(PGconn *conn, char *err, size_t errlen)
+int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(conn, "SELECT importer.housekeeping()");
+	const char *params[] = {prune ? "true" : "false"};
+	PGresult *res;
 	int n = -1;
 
+	/* Bounded: housekeeping shares the job connection with the running job. */
+	res = PQexec(conn, "BEGIN; SET LOCAL statement_timeout = '30s'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pgconn_error(conn, res, err, errlen);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	res = PQexecParams(conn, "SELECT importer.housekeeping($1)", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		n = atoi(PQgetvalue(res, 0, 0)); /* NULL (another worker's turn) reads as 0 */
 	else
 		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	res = PQexec(conn, n >= 0 ? "COMMIT" : "ROLLBACK");
+	if (n >= 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pgconn_error(conn, res, err, errlen);
+		n = -1;
+	}
 	PQclear(res);
 	return n;
 }

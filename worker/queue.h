@@ -11,6 +11,7 @@
 #define IMPORTER_QUEUE_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "job.h"
@@ -29,8 +30,10 @@ int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *e
 int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
 		char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* Runs importer.housekeeping() (rescues jobs whose lease expired) unless
- * another worker is doing it. Returns how many jobs were rescued, or -1. */
-int queue_housekeeping(PGconn *conn, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Runs importer.housekeeping() unless another worker is doing it: rescues
+ * jobs whose lease expired and, when prune, removes what retention_days has
+ * expired. Returns how many jobs were rescued, or -1 with err. */
+int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 #endif

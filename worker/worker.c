@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backoff.h"
@@ -35,6 +36,7 @@ struct worker {
 	struct backoff retry;       /* delays between passes after database errors */
 	struct job job;             /* the job being imported, while im is set */
 	struct import *im;          /* owned; NULL while no job runs */
+	time_t pruned_at;           /* last housekeeping that pruned expired jobs */
 	bool stopping;              /* a first signal arrived */
 	int exit_code;
 };
@@ -70,6 +72,9 @@ static bool connection_ok(struct worker *w)
 	log_warn("db.unavailable", LF_STR("error", err));
 	return false;
 }
+
+/* How often a worker asks housekeeping to prune expired jobs. */
+#define PRUNE_INTERVAL_S 60
 
 /* Kinds this worker imports (noop jobs are completed in batches apart). */
 static const char import_kinds[] = "{csv,ndjson,backup}";
@@ -199,7 +204,12 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (w->stopping || !connection_ok(w))
 		return;
-	rescued = queue_housekeeping(w->conn, err, sizeof(err));
+	/* Rescue on every tick; prune about once a minute. */
+	bool prune = time(NULL) - w->pruned_at >= PRUNE_INTERVAL_S;
+
+	rescued = queue_housekeeping(w->conn, prune, err, sizeof(err));
+	if (prune && rescued >= 0)
+		w->pruned_at = time(NULL);
 	if (rescued < 0)
 		log_warn("worker.housekeeping_failed", LF_STR("error", err));
 	else if (rescued > 0)

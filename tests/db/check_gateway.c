@@ -25,11 +25,14 @@
 #define SECRET "gateway-test-secret"
 #define USER_A "aaaaaaaa-0000-4000-8000-00000000000a"
 #define USER_B "bbbbbbbb-0000-4000-8000-00000000000b"
+#define USER_C "cccccccc-0000-4000-8000-00000000000c"
+#define USER_D "dddddddd-0000-4000-8000-00000000000d"
+#define USER_E "eeeeeeee-0000-4000-8000-00000000000e"
 
 static char database_env[4200];
 static struct test_proc gw;
 static int port;
-static char tok_a[1024], tok_b[1024];
+static char tok_a[1024], tok_b[1024], tok_c[1024], tok_d[1024], tok_e[1024];
 
 static void setup(void)
 {
@@ -41,7 +44,16 @@ static void setup(void)
 	free(url);
 }
 
-static void start_gateway(void)
+static void mint(const char *user, char *out, size_t outlen)
+{
+	char *t = jwt_sign(SECRET, user, (int64_t)time(NULL), 600);
+
+	snprintf(out, outlen, "%s", t);
+	free(t);
+}
+
+/* Starts the gateway; extra: one more "NAME=value" for its environment, or NULL. */
+static void start_gateway_with(const char *extra)
 {
 	const char *argv[] = {IMPORTER_GATEWAY_BIN, NULL};
 	char addr[64];
@@ -51,19 +63,23 @@ static void start_gateway(void)
 			     "IMPORTER_MAX_UPLOAD_BYTES=100000",
 			     "IMPORTER_SSE_HEARTBEAT_MS=200",
 			     "IMPORTER_DB_POOL=2",
+			     extra,
 			     NULL};
-	char *t;
 
 	port = test_free_port();
 	snprintf(addr, sizeof(addr), "IMPORTER_HTTP_ADDR=127.0.0.1:%d", port);
 	test_proc_start(&gw, argv, env);
 	ck_assert_msg(test_proc_wait_for(&gw, "\"event\":\"listen.ready\"", 10000), "%s", gw.buf);
-	t = jwt_sign(SECRET, USER_A, (int64_t)time(NULL), 600);
-	snprintf(tok_a, sizeof(tok_a), "%s", t);
-	free(t);
-	t = jwt_sign(SECRET, USER_B, (int64_t)time(NULL), 600);
-	snprintf(tok_b, sizeof(tok_b), "%s", t);
-	free(t);
+	mint(USER_A, tok_a, sizeof(tok_a));
+	mint(USER_B, tok_b, sizeof(tok_b));
+	mint(USER_C, tok_c, sizeof(tok_c));
+	mint(USER_D, tok_d, sizeof(tok_d));
+	mint(USER_E, tok_e, sizeof(tok_e));
+}
+
+static void start_gateway(void)
+{
+	start_gateway_with(NULL);
 }
 
 static void stop_gateway(void)
@@ -545,6 +561,516 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 }
 END_TEST
 
+/* ==== Database outages, limits, logs_for, slow clients, shutdown ==== */
+
+/* Runs a statement on the cluster's postgres database (ALTER DATABASE cannot
+ * target the database it runs in). */
+__attribute__((format(printf, 1, 2))) static char *admin_value(const char *fmt, ...)
+{
+	PGconn *c = test_db_connect("postgres");
+	char q[1024], *v;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof(q), fmt, ap);
+	va_end(ap);
+	v = test_db_value(c, q);
+	PQfinish(c);
+	return v;
+}
+
+/* Refuses (false) or allows new connections to the test database: existing
+ * sessions stay, so the gateway's reconnects fail deterministically while the
+ * test still talks to the database on a connection opened before. Never
+ * touches the shared cluster itself. */
+static void allow_connections(bool allow)
+{
+	PGconn *c = test_db_connect("postgres");
+	char q[256];
+
+	snprintf(q, sizeof(q), "ALTER DATABASE \"%s\" WITH ALLOW_CONNECTIONS %s", DB,
+		 allow ? "true" : "false");
+	PQclear(test_db_exec(c, q));
+	PQfinish(c);
+}
+
+/* Terminates the backends of this test's gateway with application_name app
+ * (only in this test's database: other build trees share the cluster) and
+ * waits for them to be gone. Returns how many there were. */
+static int terminate(const char *app)
+{
+	char *v = admin_value("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
+			      " FROM pg_stat_activity WHERE application_name = '%s'"
+			      " AND datname = '%s'",
+			      app, DB);
+	int n = atoi(v);
+
+	free(v);
+	return n;
+}
+
+/* Polls path until it answers want (poll() between tries); false at the deadline. */
+static bool wait_status(struct resp *r, const char *path, const char *token, int want,
+			int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		if (request(r, "GET", path, token, NULL, NULL, 0) == want)
+			return true;
+		if (now_ms() > deadline)
+			return false;
+		poll(NULL, 0, 20);
+	}
+}
+
+START_TEST(listen_reconnect_resnapshots_streams)
+{
+	static char buf[1 << 18];
+	char id[64], path[2048];
+	size_t len = 0;
+	struct resp r;
+	PGconn *db;
+	int fd;
+
+	start_gateway();
+	submit_csv(id, sizeof(id));
+	snprintf(path, sizeof(path), "/api/jobs/%s/events", id);
+	fd = open_sse(path, tok_a, NULL);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"status\" : \"pending\"", 5000),
+		      "%s", buf);
+	EXPECT(&r, 200, "GET", "/readyz", NULL, NULL, NULL, 0);
+	db = test_db_connect(DB);
+	allow_connections(false);
+	ck_assert_int_eq(terminate("importer-gateway-listen"), 1);
+	ck_assert_msg(wait_status(&r, "/readyz", NULL, 503, 5000), "%s", r.raw);
+	ck_assert_ptr_nonnull(strstr(r.body, "\"listen\":false"));
+	ck_assert_ptr_nonnull(strstr(r.body, "\"pool_live\":2")); /* only LISTEN was hit */
+	/* A change while nobody listens: its NOTIFY is lost for good. */
+	PQclear(test_db_exec(db, "UPDATE importer.import_jobs SET status='processing',"
+				 " phase='importing', progress=33, worker_id='w1'"
+				 " WHERE kind = 'csv' AND status = 'pending'"));
+	/* Still unready while the database refuses the reconnect. */
+	EXPECT(&r, 503, "GET", "/readyz", NULL, NULL, NULL, 0);
+	allow_connections(true);
+	ck_assert_msg(wait_status(&r, "/readyz", NULL, 200, 10000), "%s", r.raw);
+	/* The fresh snapshot after the reconnect carries the missed change. */
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 33", 5000), "%s",
+		      buf);
+	/* And the new LISTEN works: later changes still stream. */
+	sql("UPDATE importer.import_jobs SET progress=66 WHERE id='%s'", id);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 66", 5000), "%s",
+		      buf);
+	sql("UPDATE importer.import_jobs SET status='completed', phase='done', progress=100"
+	    " WHERE id='%s'", id);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: end", 5000), "%s", buf);
+	close(fd);
+	PQfinish(db);
+	stop_gateway();
+}
+END_TEST
+
+START_TEST(pool_loss_gives_503_and_recovers)
+{
+	char id[64], path[256], raw[8192], *v;
+	size_t len = 0;
+	struct resp r;
+	PGconn *lock;
+	long t0;
+	int fd;
+
+	start_gateway();
+	submit_csv(id, sizeof(id));
+	snprintf(path, sizeof(path), "/api/jobs/%s", id);
+	/* A request that waits on the database when its connection dies. */
+	lock = test_db_connect(DB);
+	PQclear(test_db_exec(lock, "BEGIN; LOCK TABLE importer.import_jobs IN ACCESS EXCLUSIVE MODE"));
+	fd = send_req("GET", path, tok_a, NULL, NULL, 0);
+	t0 = now_ms();
+	for (;;) {
+		v = admin_value("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+				" AND application_name = 'importer-gateway' AND wait_event_type = 'Lock'",
+				DB);
+		if (strcmp(v, "1") == 0 || now_ms() - t0 > 5000)
+			break;
+		free(v);
+		poll(NULL, 0, 20);
+	}
+	ck_assert_str_eq(v, "1");
+	free(v);
+	allow_connections(false);
+	ck_assert_int_eq(terminate("importer-gateway"), 2);
+	ck_assert_msg(read_until(fd, raw, sizeof(raw), &len, NULL, 5000), "no answer: %s", raw);
+	close(fd);
+	ck_assert_msg(strncmp(raw, "HTTP/1.1 503", 12) == 0 || strncmp(raw, "HTTP/1.0 503", 12) == 0,
+		      "%s", raw);
+	ck_assert_ptr_nonnull(strstr(raw, "Retry-After: 1"));
+	ck_assert_ptr_nonnull(strstr(raw, "\"code\":\"unavailable\""));
+	PQclear(test_db_exec(lock, "ROLLBACK"));
+	PQfinish(lock);
+	/* With no live connection: 503 at once, on every kind of route. */
+	t0 = now_ms();
+	EXPECT(&r, 503, "GET", path, tok_a, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(r.raw, "Retry-After: 1"));
+	EXPECT(&r, 503, "POST", "/api/jobs?kind=noop", tok_a, NULL, NULL, 0);
+	EXPECT(&r, 503, "GET", "/api/events", tok_a, NULL, NULL, 0);
+	ck_assert_int_lt(now_ms() - t0, 2000);
+	EXPECT(&r, 503, "GET", "/readyz", NULL, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(r.body, "\"pool_live\":0"));
+	EXPECT(&r, 200, "GET", "/healthz", NULL, NULL, NULL, 0);
+	/* The pool reconnects by itself once the database takes connections. */
+	allow_connections(true);
+	ck_assert_msg(wait_status(&r, path, tok_a, 200, 10000), "%s", r.raw);
+	t0 = now_ms();
+	while (request(&r, "GET", "/readyz", NULL, NULL, NULL, 0) != 200 ||
+	       strstr(r.body, "\"pool_live\":2") == NULL) {
+		ck_assert_msg(now_ms() - t0 < 10000, "%s", r.raw);
+		poll(NULL, 0, 20);
+	}
+	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
+	ck_assert_ptr_null(strstr(r.body, "status=\"500\""));
+	stop_gateway();
+}
+END_TEST
+
+START_TEST(per_user_limits_answer_429)
+{
+	char raw[8192], ids[2][64], path[256];
+	int fds[2];
+	struct resp r;
+
+	start_gateway();
+	sql("INSERT INTO importer.settings (key, value, user_id) VALUES"
+	    " ('max_sse_streams_per_user', '2', '" USER_C "'),"
+	    " ('max_active_jobs_per_user', '2', '" USER_C "')");
+	for (int i = 0; i < 2; i++) {
+		size_t len = 0;
+
+		fds[i] = open_sse("/api/events", tok_c, NULL);
+		ck_assert_msg(read_until(fds[i], raw, sizeof(raw), &len, "retry: ", 5000), "%s", raw);
+	}
+	/* The third stream of the same user: 429 JSON with Retry-After. */
+	EXPECT(&r, 429, "GET", "/api/events", tok_c, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(r.raw, "Retry-After: "));
+	ck_assert_ptr_nonnull(strstr(r.raw, "Content-Type: application/json"));
+	ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"limit_exceeded\""));
+	/* Another user is not affected. */
+	{
+		size_t len = 0;
+		int fd = open_sse("/api/events", tok_d, NULL);
+
+		ck_assert_msg(read_until(fd, raw, sizeof(raw), &len, "retry: ", 5000), "%s", raw);
+		close(fd);
+	}
+	/* Closing a stream frees its slot. */
+	close(fds[0]);
+	{
+		long deadline = now_ms() + 5000;
+		size_t len;
+		int fd;
+
+		for (;;) {
+			len = 0;
+			fd = open_sse("/api/events", tok_c, NULL);
+			if (read_until(fd, raw, sizeof(raw), &len, "retry: ", 5000))
+				break;
+			close(fd);
+			ck_assert_msg(now_ms() < deadline, "%s", raw);
+			poll(NULL, 0, 20);
+		}
+		close(fd);
+	}
+	close(fds[1]);
+
+	/* Active jobs: the third submit is refused, a finished job frees a slot. */
+	for (int i = 0; i < 2; i++) {
+		EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok_c, NULL, NULL, 0);
+		json_str(r.body, "id", ids[i], sizeof(ids[i]));
+	}
+	EXPECT(&r, 429, "POST", "/api/jobs?kind=noop", tok_c, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(r.raw, "Retry-After: "));
+	ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"limit_exceeded\""));
+	snprintf(path, sizeof(path), "/api/jobs/%s/cancel", ids[0]);
+	EXPECT(&r, 202, "POST", path, tok_c, NULL, NULL, 0);
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok_c, NULL, NULL, 0);
+	/* retry is checked against the same limit */
+	snprintf(path, sizeof(path), "/api/jobs/%s/retry", ids[0]);
+	EXPECT(&r, 429, "POST", path, tok_c, NULL, NULL, 0);
+	sql("DELETE FROM importer.settings WHERE user_id = '" USER_C "'");
+	stop_gateway();
+}
+END_TEST
+
+START_TEST(global_stream_logs_for_one_job)
+{
+	static char buf[1 << 18];
+	char j1[64], j2[64], jb[64], path[256];
+	size_t len = 0;
+	struct resp r;
+	int fd;
+
+	start_gateway();
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_d, NULL, "id\n1\n", 5);
+	json_str(r.body, "id", j1, sizeof(j1));
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_d, NULL, "id\n1\n", 5);
+	json_str(r.body, "id", j2, sizeof(j2));
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_b, NULL, "id\n1\n", 5);
+	json_str(r.body, "id", jb, sizeof(jb));
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES"
+	    " ('%s', 'e', 'j1-history'), ('%s', 'e', 'j2-history'), ('%s', 'e', 'b-history')",
+	    j1, j2, jb);
+	/* Another user's job (or none) in logs_for: 404, like every route. */
+	snprintf(path, sizeof(path), "/api/events?logs_for=%s", jb);
+	EXPECT(&r, 404, "GET", path, tok_d, NULL, NULL, 0);
+	ck_assert_ptr_null(strstr(r.raw, "b-history"));
+	EXPECT(&r, 404, "GET", "/api/events?logs_for=00000000-0000-4000-8000-000000000000", tok_d,
+	       NULL, NULL, 0);
+	EXPECT(&r, 400, "GET", "/api/events?logs_for=nope", tok_d, NULL, NULL, 0);
+
+	snprintf(path, sizeof(path), "/api/events?logs_for=%s", j1);
+	fd = open_sse(path, tok_d, NULL);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "j1-history", 5000), "%s", buf);
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', 'j2-live')",
+	    j2);
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', 'b-live')",
+	    jb);
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', 'j1-live')",
+	    j1);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "j1-live", 5000), "%s", buf);
+	/* Job changes of both jobs arrive; log lines only of j1. */
+	sql("UPDATE importer.import_jobs SET progress = 12 WHERE id = '%s'", j2);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 12", 5000), "%s", buf);
+	ck_assert_ptr_null(strstr(buf, "j2-history"));
+	ck_assert_ptr_null(strstr(buf, "j2-live"));
+	ck_assert_ptr_null(strstr(buf, "b-history"));
+	ck_assert_ptr_null(strstr(buf, "b-live"));
+	ck_assert_ptr_nonnull(strstr(buf, "event: log"));
+	close(fd);
+	stop_gateway();
+}
+END_TEST
+
+
+/* Like read_until, but looks for needle only from offset from on (for long streams). */
+static bool read_until_at(int fd, char *buf, size_t cap, size_t *len, size_t from,
+			  const char *needle, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	size_t nl = strlen(needle);
+
+	for (;;) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		long left = deadline - now_ms();
+		ssize_t n;
+
+		buf[*len] = '\0';
+		if (strstr(buf + from, needle) != NULL)
+			return true;
+		/* Only new bytes (and a needle's overlap) are searched next time. */
+		if (*len > from + nl)
+			from = *len - nl;
+		if (left <= 0 || *len + 1 >= cap || poll(&pfd, 1, (int)left) <= 0)
+			return false;
+		n = read(fd, buf + *len, cap - 1 - *len);
+		if (n <= 0)
+			return false;
+		*len += (size_t)n;
+	}
+}
+
+/* importer_sse_events_dropped_total from /metrics. */
+static long dropped_events(void)
+{
+	struct resp r;
+	const char *p;
+
+	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
+	p = strstr(r.body, "\nimporter_sse_events_dropped_total ");
+	ck_assert_ptr_nonnull(p);
+	return atol(p + strlen("\nimporter_sse_events_dropped_total "));
+}
+
+START_TEST(slow_client_drops_progress_then_resnapshots)
+{
+	static char fast[8 << 20], slow_buf[8 << 20];
+	size_t flen = 0, slen = 0;
+	char id[64], needle[64];
+	int fast_fd, slow_fd, rcv = 2048, i, first_drop = 0, job_events = 0;
+	struct resp r;
+	PGconn *db;
+	char *after_end;
+
+	start_gateway_with("IMPORTER_SSE_QUEUE_BYTES=4096");
+	ck_assert_ptr_nonnull(strstr(gw.buf, "\"sse_queue_bytes\":4096"));
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_e, NULL, "id\n1\n", 5);
+	json_str(r.body, "id", id, sizeof(id));
+	/* The slow client reads its snapshot, then stops reading (tiny window). */
+	slow_fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(slow_fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	{
+		struct sockaddr_in sa = {0};
+		char head[2048];
+		int n;
+
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons((uint16_t)port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ck_assert_int_eq(connect(slow_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		n = snprintf(head, sizeof(head),
+			     "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_e);
+		send_all(slow_fd, head, (size_t)n);
+	}
+	ck_assert_msg(read_until(slow_fd, slow_buf, sizeof(slow_buf), &slen, id, 5000), "%s",
+		      slow_buf);
+	fast_fd = open_sse("/api/events", tok_e, NULL);
+	ck_assert_msg(read_until(fast_fd, fast, sizeof(fast), &flen, id, 5000), "%s", fast);
+	/* Progress in lock step: the fast client gets every state promptly while
+	 * the slow one backs up, until the gateway has dropped events for it. */
+	db = test_db_connect(DB);
+	for (i = 1; i <= 400 && (first_drop == 0 || i < first_drop + 20); i++) {
+		char q[256];
+		size_t mark = flen;
+
+		snprintf(q, sizeof(q),
+			 "UPDATE importer.import_jobs SET status='processing', worker_id='w',"
+			 " current_step = repeat('x', 16000) || %d, progress = %d WHERE id = '%s'",
+			 i, i / 5, id);
+		PQclear(test_db_exec(db, q));
+		snprintf(needle, sizeof(needle), "x%d\"", i);
+		ck_assert_msg(read_until_at(fast_fd, fast, sizeof(fast), &flen, mark, needle, 3000),
+			      "fast client missed step %d", i);
+		if (first_drop == 0 && i % 5 == 0 && dropped_events() > 0)
+			first_drop = i;
+	}
+	ck_assert_msg(first_drop > 0, "no event was dropped after %d steps", i);
+	PQclear(test_db_exec(db, "UPDATE importer.import_jobs SET status='failed', phase='done',"
+				 " error_message='boom', current_step='last' WHERE kind='csv'"
+				 " AND user_id='" USER_E "'"));
+	ck_assert_msg(read_until_at(fast_fd, fast, sizeof(fast), &flen, 0, "event: end", 5000),
+		      "%s", fast + (flen > 2000 ? flen - 2000 : 0));
+	/* Now the slow client reads: the terminal state and "end" were kept, and
+	 * a fresh snapshot follows once its queue drained. */
+	if (!read_until_at(slow_fd, slow_buf, sizeof(slow_buf), &slen, 0, "event: end", 10000)) {
+		test_proc_wait_for(&gw, "\"nothing\"", 100);
+		ck_abort_msg("slow client: no end (%zu bytes): %s\nlog: %s", slen,
+			     slow_buf + (slen > 300 ? slen - 300 : 0), gw.buf);
+	}
+	after_end = strstr(slow_buf, "event: end");
+	ck_assert_msg(read_until_at(slow_fd, slow_buf, sizeof(slow_buf), &slen,
+				    (size_t)(after_end - slow_buf), "\"current_step\" : \"last\"", 5000),
+		      "no snapshot after end: %s", after_end);
+	ck_assert_ptr_nonnull(strstr(after_end, "event: job"));
+	/* Each step was one distinct state: fewer job events means drops. */
+	for (const char *p = slow_buf; (p = strstr(p, "event: job")) != NULL && p < after_end; p++)
+		job_events++;
+	ck_assert_msg(job_events < i - 1, "the slow client got all %d progress events", i - 1);
+	ck_assert_msg(strstr(slow_buf, "\"status\" : \"failed\"") < after_end, "%s", slow_buf);
+	/* The fast client's stream stayed complete and in order. */
+	for (int k = 1, at = 0; k < i; k++) {
+		char *p;
+
+		snprintf(needle, sizeof(needle), "x%d\"", k);
+		p = strstr(fast + at, needle);
+		ck_assert_msg(p != NULL, "fast client lacks step %d", k);
+		at = (int)(p - fast);
+	}
+	PQfinish(db);
+	close(slow_fd);
+	close(fast_fd);
+	stop_gateway();
+}
+END_TEST
+
+
+/* Waits until n of the gateway's pool backends wait for a lock. */
+static void wait_lock_waiters(int n)
+{
+	long t0 = now_ms();
+	char want[16];
+	char *v;
+
+	snprintf(want, sizeof(want), "%d", n);
+	for (;;) {
+		v = admin_value("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+				" AND application_name = 'importer-gateway'"
+				" AND wait_event_type = 'Lock'",
+				DB);
+		if (strcmp(v, want) == 0 || now_ms() - t0 > 5000)
+			break;
+		free(v);
+		poll(NULL, 0, 20);
+	}
+	ck_assert_str_eq(v, want);
+	free(v);
+}
+
+START_TEST(sigterm_drains_requests_and_ends_streams)
+{
+	static char sse[1 << 16], a[8192], b[8192];
+	size_t slen = 0, alen = 0, blen = 0;
+	char id[64], path[256];
+	PGconn *jobs_lock, *records_lock;
+	const char *snap;
+	long t0;
+	int sfd, afd, bfd, rc;
+
+	start_gateway();
+	submit_csv(id, sizeof(id));
+	snprintf(path, sizeof(path), "/api/jobs/%s/events", id);
+	sfd = open_sse(path, tok_a, NULL);
+	ck_assert_msg(read_until(sfd, sse, sizeof(sse), &slen, "\"status\" : \"pending\"", 5000),
+		      "%s", sse);
+	snap = strstr(sse, "event: job");
+	/* Two requests waiting on the database: one will be let through during
+	 * the drain, the other is still stuck at its deadline. */
+	jobs_lock = test_db_connect(DB);
+	records_lock = test_db_connect(DB);
+	PQclear(test_db_exec(jobs_lock,
+			     "BEGIN; LOCK TABLE importer.import_jobs IN ACCESS EXCLUSIVE MODE"));
+	PQclear(test_db_exec(records_lock,
+			     "BEGIN; LOCK TABLE importer.records IN ACCESS EXCLUSIVE MODE"));
+	snprintf(path, sizeof(path), "/api/jobs/%s", id);
+	afd = send_req("GET", path, tok_a, NULL, NULL, 0);
+	bfd = send_req("GET", "/api/records", tok_a, NULL, NULL, 0);
+	wait_lock_waiters(2);
+
+	t0 = now_ms();
+	kill(gw.pid, SIGTERM);
+	/* The stream ends at once, with a retry hint after its events. */
+	ck_assert_msg(read_until(sfd, sse, sizeof(sse), &slen, NULL, 3000), "stream still open");
+	ck_assert_ptr_nonnull(strstr(snap, "retry: "));
+	close(sfd);
+	/* No new connections are accepted. */
+	{
+		struct sockaddr_in sa = {0};
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons((uint16_t)port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ck_assert_int_ne(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(fd);
+	}
+	/* The first request finishes normally once its lock is gone. */
+	PQclear(test_db_exec(jobs_lock, "ROLLBACK"));
+	ck_assert_msg(read_until(afd, a, sizeof(a), &alen, NULL, 3000), "no answer");
+	ck_assert_msg(strstr(a, " 200 ") != NULL && strstr(a, id) != NULL, "%s", a);
+	/* The second gets 503 at the drain deadline (3 s), then the process exits 0. */
+	ck_assert_msg(read_until(bfd, b, sizeof(b), &blen, NULL, 6000), "no answer");
+	ck_assert_msg(strstr(b, " 503 ") != NULL, "%s", b);
+	ck_assert_ptr_nonnull(strstr(b, "Retry-After: 1"));
+	ck_assert_ptr_nonnull(strstr(b, "\"code\":\"unavailable\""));
+	rc = test_proc_stop(&gw, 0, 3000);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_lt(now_ms() - t0, 5000);
+	PQclear(test_db_exec(records_lock, "ROLLBACK"));
+	PQfinish(jobs_lock);
+	PQfinish(records_lock);
+	close(afd);
+	close(bfd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("gateway");
@@ -556,6 +1082,12 @@ int main(void)
 	tcase_add_test(tc, jwt_attacks_get_401);
 	tcase_add_test(tc, sse_job_stream_snapshot_changes_end_and_reconnect);
 	tcase_add_test(tc, sse_global_stream_wait_and_stalled_client);
+	tcase_add_test(tc, listen_reconnect_resnapshots_streams);
+	tcase_add_test(tc, pool_loss_gives_503_and_recovers);
+	tcase_add_test(tc, per_user_limits_answer_429);
+	tcase_add_test(tc, global_stream_logs_for_one_job);
+	tcase_add_test(tc, slow_client_drops_progress_then_resnapshots);
+	tcase_add_test(tc, sigterm_drains_requests_and_ends_streams);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

@@ -239,7 +239,8 @@ static void setup(void)
 	conn = test_db_connect(DB);
 	exec_sql(conn, "TRUNCATE importer.import_jobs, importer.import_logs, "
 		       "importer.import_errors, importer.import_files, "
-		       "importer.import_file_chunks, importer.records, importer.notifications");
+		       "importer.import_file_chunks, importer.records, importer.notifications, "
+		       "importer.replace_staging");
 	listener = test_db_connect(DB);
 	exec_sql(listener, "LISTEN importer_jobs; LISTEN importer_control; LISTEN importer_events; "
 			   "LISTEN importer_notifications; LISTEN test_marker");

@@ -150,7 +150,8 @@ static void seed(void)
 {
 	exec_sql(conn, "TRUNCATE importer.import_jobs, importer.import_logs, "
 		       "importer.import_errors, importer.import_files, "
-		       "importer.import_file_chunks, importer.records, importer.notifications; "
+		       "importer.import_file_chunks, importer.records, importer.notifications, "
+		       "importer.replace_staging; "
 		       "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
 	new_job(a_pending, USER_A, "pending");
 	new_job(a_failed, USER_A, "failed");

@@ -293,6 +293,7 @@ START_TEST(ndjson_and_backup_import_by_id)
 	char *nd = submit("ndjson",
 			  "convert_to('{\"id\":1,\"n\":\"a\"}' || chr(13) || chr(10) || chr(10) || "
 			  "'not json' || chr(10) || '{\"id\":\"k2\",\"n\":[1,2]}' || chr(10) || "
+			  "'{\"id\":\"big\",\"v\":12345678901234567890123.5e1}' || chr(10) || "
 			  "'[1]', 'UTF8')",
 			  "{\"collection\":\"nd\"}");
 	char *bk = submit("backup",
@@ -302,8 +303,11 @@ START_TEST(ndjson_and_backup_import_by_id)
 
 	run_to_end(nd, "completed");
 	run_to_end(bk, "completed");
-	expect("nd:1,nd:k2", "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY 1) "
-			     "FROM importer.records WHERE collection = 'nd'");
+	expect("nd:1,nd:big,nd:k2", "SELECT string_agg(collection || ':' || record_key, ',' "
+				    "ORDER BY 1) FROM importer.records WHERE collection = 'nd'");
+	/* Numbers are stored as written, not squeezed through 64-bit integers. */
+	expect("123456789012345678901235", "SELECT data->>'v' FROM importer.records "
+					   "WHERE record_key = 'big'");
 	expect("2", "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", nd);
 	expect("businesses:b1,users:1,users:2",
 	       "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY collection, "

@@ -21,25 +21,25 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                                          \
-	do {                                                                              \
-		if (!(x)) {                                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-			abort();                                                          \
-		}                                                                         \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);      \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 struct events {
 	char *buf; /* owned; serialised events */
 	size_t len, cap;
-	size_t nrec;          /* element/line and error events so far */
-	size_t mark;          /* buf length just after event number `want` */
-	size_t want;          /* which record event to remember (1-based) */
+	size_t nrec;                  /* element/line and error events so far */
+	size_t mark;                  /* buf length just after event number `want` */
+	size_t want;                  /* which record event to remember (1-based) */
 	struct jsonstream_record pos; /* its offsets, index, line */
-	char name[4096];      /* its collection name */
-	const char *doc;      /* the whole input */
+	char name[4096];              /* its collection name */
+	const char *doc;              /* the whole input */
 	size_t doc_len;
-	uint64_t base;        /* absolute offset of doc[0]'s position in this run */
+	uint64_t base; /* absolute offset of doc[0]'s position in this run */
 	uint64_t last_end;
 	struct json_tokener *tok; /* borrowed */
 };
@@ -80,7 +80,7 @@ static int on_event(const struct jsonstream_record *rec, void *arg, char kind)
 		if (rec->collection != NULL)
 			CHECK(rec->len == rec->end_offset - rec->start_offset);
 		if (jsonstream_parse_object_tok(e->tok, rec->data, rec->len, &obj, err,
-						sizeof(err)) == 0) {
+		                                sizeof(err)) == 0) {
 			CHECK(obj != NULL);
 			json_object_put(obj);
 			put(e, "+", 1);
@@ -133,8 +133,8 @@ static int on_error(const struct jsonstream_record *rec, void *arg)
  * 0 and < len) splits it in two, step (if not 0) feeds step bytes at a time.
  * Appends the final status and error to e. */
 static void run(bool backup, const char *doc, size_t len, size_t max, uint64_t base,
-		const struct backup_position *resume, uint64_t line, size_t cut, size_t step,
-		struct events *e)
+                const struct backup_position *resume, uint64_t line, size_t cut, size_t step,
+                struct events *e)
 {
 	struct backup_reader *br = NULL;
 	struct ndjson_reader *nr = NULL;
@@ -156,12 +156,12 @@ static void run(bool backup, const char *doc, size_t len, size_t max, uint64_t b
 		if (next > len)
 			next = len;
 		rc = backup ? backup_reader_feed(br, doc + at, next - at, err, sizeof(err))
-			    : ndjson_reader_feed(nr, doc + at, next - at, err, sizeof(err));
+		            : ndjson_reader_feed(nr, doc + at, next - at, err, sizeof(err));
 		at = next;
 	}
 	if (rc == JSONSTREAM_OK)
 		rc = backup ? backup_reader_finish(br, err, sizeof(err))
-			    : ndjson_reader_finish(nr, err, sizeof(err));
+		            : ndjson_reader_finish(nr, err, sizeof(err));
 	CHECK(rc == JSONSTREAM_OK || rc == JSONSTREAM_ERROR);
 	CHECK(backup || rc == JSONSTREAM_OK);
 	put(e, "=", 1);
@@ -173,7 +173,7 @@ static void run(bool backup, const char *doc, size_t len, size_t max, uint64_t b
 }
 
 static void check_reader(bool backup, const char *doc, size_t len, size_t max, size_t cut,
-			 size_t step, size_t want, struct json_tokener *tok)
+                         size_t step, size_t want, struct json_tokener *tok)
 {
 	struct events whole = {.want = want, .tok = tok};
 	struct events other = {.tok = tok};
@@ -191,9 +191,9 @@ static void check_reader(bool backup, const char *doc, size_t len, size_t max, s
 		other.len = 0;
 		if (backup) {
 			struct backup_position pos = {off, whole.name, whole.pos.collection_len,
-						      whole.pos.index + 1};
-			run(true, doc + off, len - off, max, off, &pos, 1, cut > off ? cut - off : 0,
-			    0, &other);
+			                              whole.pos.index + 1};
+			run(true, doc + off, len - off, max, off, &pos, 1,
+			    cut > off ? cut - off : 0, 0, &other);
 		} else {
 			run(false, doc + off, len - off, max, off, NULL, whole.pos.line + 1,
 			    cut > off ? cut - off : 0, 0, &other);

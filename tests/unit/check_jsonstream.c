@@ -15,14 +15,14 @@
 /* Every callback appends one line describing the event to a memstream, after
  * checking what must hold for any event (the bytes are the document's own). */
 struct rec_log {
-	FILE *f;          /* open_memstream over text/size */
-	char *text;       /* owned */
+	FILE *f;    /* open_memstream over text/size */
+	char *text; /* owned */
 	size_t size;
-	const char *doc;  /* the whole file, for checking offsets and bytes */
+	const char *doc; /* the whole file, for checking offsets and bytes */
 	size_t doc_len;
-	uint64_t base;    /* absolute offset of doc[0] */
-	int stop_after;   /* stop (return 1) at this event count; 0 = never */
-	int events;       /* events so far */
+	uint64_t base;     /* absolute offset of doc[0] */
+	int stop_after;    /* stop (return 1) at this event count; 0 = never */
+	int events;        /* events so far */
 	uint64_t last_end; /* end_offset of the previous event */
 };
 
@@ -78,7 +78,7 @@ static int record_event(char kind, const struct jsonstream_record *rec, void *ar
 		fprintf(l->f, "L%llu", (unsigned long long)rec->line);
 	}
 	fprintf(l->f, " [%llu,%llu) ", (unsigned long long)rec->start_offset,
-		(unsigned long long)rec->end_offset);
+	        (unsigned long long)rec->end_offset);
 	if (rec->message != NULL)
 		fprintf(l->f, "!%s", rec->message);
 	else if (rec->data != NULL)
@@ -116,8 +116,8 @@ static int on_error(const struct jsonstream_record *rec, void *arg)
  * (step > 0: in pieces of step bytes instead), then finishes. Returns the event
  * log followed by the outcome ("= ok" or "= error: ..."); caller frees. */
 static char *run_backup_cuts(const char *doc, size_t len, size_t max,
-			     const struct backup_position *resume, const size_t *cuts,
-			     size_t ncuts, size_t step)
+                             const struct backup_position *resume, const size_t *cuts, size_t ncuts,
+                             size_t step)
 {
 	struct rec_log l;
 	struct backup_reader *r;
@@ -130,15 +130,19 @@ static char *run_backup_cuts(const char *doc, size_t len, size_t max,
 	r = backup_reader_new(max, resume, on_record, on_error, &l);
 	ck_assert_ptr_nonnull(r);
 	while (rc == JSONSTREAM_OK && at < len) {
-		size_t next = step ? (at + step < len ? at + step : len) : (i < ncuts ? cuts[i++] : len);
+		size_t next =
+		    step ? (at + step < len ? at + step : len) : (i < ncuts ? cuts[i++] : len);
 		rc = backup_reader_feed(r, doc + at, next - at, err, sizeof(err));
 		at = next;
 	}
 	if (rc == JSONSTREAM_OK)
 		rc = backup_reader_finish(r, err, sizeof(err));
 	backup_reader_free(r);
-	fprintf(l.f, "= %s%s\n", rc == JSONSTREAM_OK ? "ok" : rc == JSONSTREAM_STOPPED ? "stopped" : "error: ",
-		rc == JSONSTREAM_ERROR ? err : "");
+	fprintf(l.f, "= %s%s\n",
+	        rc == JSONSTREAM_OK        ? "ok"
+	        : rc == JSONSTREAM_STOPPED ? "stopped"
+	                                   : "error: ",
+	        rc == JSONSTREAM_ERROR ? err : "");
 	return log_close(&l);
 }
 
@@ -147,8 +151,8 @@ static char *run_backup(const char *doc, size_t len, size_t max)
 	return run_backup_cuts(doc, len, max, NULL, NULL, 0, 0);
 }
 
-static char *run_ndjson_cuts(const char *doc, size_t len, size_t max, uint64_t base,
-			     uint64_t line, const size_t *cuts, size_t ncuts, size_t step)
+static char *run_ndjson_cuts(const char *doc, size_t len, size_t max, uint64_t base, uint64_t line,
+                             const size_t *cuts, size_t ncuts, size_t step)
 {
 	struct rec_log l;
 	struct ndjson_reader *r;
@@ -160,15 +164,19 @@ static char *run_ndjson_cuts(const char *doc, size_t len, size_t max, uint64_t b
 	r = ndjson_reader_new(max, base, line, on_record, on_error, &l);
 	ck_assert_ptr_nonnull(r);
 	while (rc == JSONSTREAM_OK && at < len) {
-		size_t next = step ? (at + step < len ? at + step : len) : (i < ncuts ? cuts[i++] : len);
+		size_t next =
+		    step ? (at + step < len ? at + step : len) : (i < ncuts ? cuts[i++] : len);
 		rc = ndjson_reader_feed(r, doc + at, next - at, err, sizeof(err));
 		at = next;
 	}
 	if (rc == JSONSTREAM_OK)
 		rc = ndjson_reader_finish(r, err, sizeof(err));
 	ndjson_reader_free(r);
-	fprintf(l.f, "= %s%s\n", rc == JSONSTREAM_OK ? "ok" : rc == JSONSTREAM_STOPPED ? "stopped" : "error: ",
-		rc == JSONSTREAM_ERROR ? err : "");
+	fprintf(l.f, "= %s%s\n",
+	        rc == JSONSTREAM_OK        ? "ok"
+	        : rc == JSONSTREAM_STOPPED ? "stopped"
+	                                   : "error: ",
+	        rc == JSONSTREAM_ERROR ? err : "");
 	return log_close(&l);
 }
 
@@ -187,7 +195,7 @@ static char *all_splits(bool backup, const char *doc, size_t len, size_t max)
 		for (size_t j = i; j <= len; j += (len <= 40 ? 1 : len)) {
 			size_t cuts[2] = {i, j};
 			char *got = backup ? run_backup_cuts(doc, len, max, NULL, cuts, 2, 0)
-					   : run_ndjson_cuts(doc, len, max, 0, 1, cuts, 2, 0);
+			                   : run_ndjson_cuts(doc, len, max, 0, 1, cuts, 2, 0);
 			if (strcmp(got, whole) != 0)
 				ck_abort_msg("cut at %zu,%zu:\n%s\nwhole:\n%s", i, j, got, whole);
 			free(got);
@@ -195,7 +203,7 @@ static char *all_splits(bool backup, const char *doc, size_t len, size_t max)
 	}
 	for (size_t step = 1; step <= 3; step++) {
 		char *got = backup ? run_backup_cuts(doc, len, max, NULL, NULL, 0, step)
-				   : run_ndjson_cuts(doc, len, max, 0, 1, NULL, 0, step);
+		                   : run_ndjson_cuts(doc, len, max, 0, 1, NULL, 0, step);
 		if (strcmp(got, whole) != 0)
 			ck_abort_msg("step %zu:\n%s\nwhole:\n%s", step, got, whole);
 		free(got);
@@ -238,31 +246,33 @@ static void expect_backup_error(const char *doc, size_t max, const char *needle)
 /* ==== Backup ==== */
 
 static const char MULTI[] =
-	"{\"metadata\":{\"v\":1,\"tags\":[\"a\",\"]\"]},\n"
-	" \"users\" : [ {\"id\":1,\"n\":\"a\\\"b\"} , {\"id\":2,\"s\":\"}]\\\\\"},\n"
-	"   {\"id\":3,\"x\":[[],{}]} ],\n"
-	" \"empty\":[],\n"
-	" \"version\": 3,\n"
-	" \"b\\u0075siness\\\"es\":[{\"id\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"},[1],\"s\",12.5e3,true,null],\n"
-	" \"users\":[{\"id\":4}]\n"
-	"}\n";
+    "{\"metadata\":{\"v\":1,\"tags\":[\"a\",\"]\"]},\n"
+    " \"users\" : [ {\"id\":1,\"n\":\"a\\\"b\"} , {\"id\":2,\"s\":\"}]\\\\\"},\n"
+    "   {\"id\":3,\"x\":[[],{}]} ],\n"
+    " \"empty\":[],\n"
+    " \"version\": 3,\n"
+    " \"b\\u0075siness\\\"es\":[{\"id\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"},[1],\"s\",12.5e3,"
+    "true,null],\n"
+    " \"users\":[{\"id\":4}]\n"
+    "}\n";
 
 START_TEST(backup_multi_collection)
 {
 	expect_backup(MULTI, MAX,
-		      "M metadata#0 [12,36) {\"v\":1,\"tags\":[\"a\",\"]\"]}\n"
-		      "E users#0 [51,70) {\"id\":1,\"n\":\"a\\x5c\"b\"}\n"
-		      "E users#1 [73,92) {\"id\":2,\"s\":\"}]\\x5c\\x5c\"}\n"
-		      "E users#2 [97,117) {\"id\":3,\"x\":[[],{}]}\n"
-		      "M version#0 [146,147) 3\n"
-		      "E business\"es#0 [171,189) {\"id\":\"\\xc3\\xa9\\xe2\\x82\\xac\\xf0\\x9f\\x98\\x80\"}\n"
-		      "E business\"es#1 [190,193) [1]\n"
-		      "E business\"es#2 [194,197) \"s\"\n"
-		      "E business\"es#3 [198,204) 12.5e3\n"
-		      "E business\"es#4 [205,209) true\n"
-		      "E business\"es#5 [210,214) null\n"
-		      "E users#0 [227,235) {\"id\":4}\n"
-		      "= ok\n");
+	              "M metadata#0 [12,36) {\"v\":1,\"tags\":[\"a\",\"]\"]}\n"
+	              "E users#0 [51,70) {\"id\":1,\"n\":\"a\\x5c\"b\"}\n"
+	              "E users#1 [73,92) {\"id\":2,\"s\":\"}]\\x5c\\x5c\"}\n"
+	              "E users#2 [97,117) {\"id\":3,\"x\":[[],{}]}\n"
+	              "M version#0 [146,147) 3\n"
+	              "E business\"es#0 [171,189) "
+	              "{\"id\":\"\\xc3\\xa9\\xe2\\x82\\xac\\xf0\\x9f\\x98\\x80\"}\n"
+	              "E business\"es#1 [190,193) [1]\n"
+	              "E business\"es#2 [194,197) \"s\"\n"
+	              "E business\"es#3 [198,204) 12.5e3\n"
+	              "E business\"es#4 [205,209) true\n"
+	              "E business\"es#5 [210,214) null\n"
+	              "E users#0 [227,235) {\"id\":4}\n"
+	              "= ok\n");
 }
 END_TEST
 
@@ -288,54 +298,55 @@ END_TEST
 
 START_TEST(backup_metadata_kinds)
 {
-	expect_backup("{\"s\":\"x,]}\",\"n\":-1.5,\"t\":true,\"z\":null,\"o\":{\"a\":[1]},\"c\":[2]}",
-		      MAX,
-		      "M s#0 [5,11) \"x,]}\"\n"
-		      "M n#0 [16,20) -1.5\n"
-		      "M t#0 [25,29) true\n"
-		      "M z#0 [34,38) null\n"
-		      "M o#0 [43,52) {\"a\":[1]}\n"
-		      "E c#0 [58,59) 2\n"
-		      "= ok\n");
+	expect_backup(
+	    "{\"s\":\"x,]}\",\"n\":-1.5,\"t\":true,\"z\":null,\"o\":{\"a\":[1]},\"c\":[2]}", MAX,
+	    "M s#0 [5,11) \"x,]}\"\n"
+	    "M n#0 [16,20) -1.5\n"
+	    "M t#0 [25,29) true\n"
+	    "M z#0 [34,38) null\n"
+	    "M o#0 [43,52) {\"a\":[1]}\n"
+	    "E c#0 [58,59) 2\n"
+	    "= ok\n");
 	/* Oversized metadata is not an error: data is NULL. */
 	expect_backup("{\"meta\":{\"long\":\"0123456789\"},\"u\":[{}]}", 10,
-		      "M meta#0 [8,29) (null)\n"
-		      "E u#0 [35,37) {}\n"
-		      "= ok\n");
+	              "M meta#0 [8,29) (null)\n"
+	              "E u#0 [35,37) {}\n"
+	              "= ok\n");
 }
 END_TEST
 
 START_TEST(backup_escaped_keys)
 {
 	expect_backup("{\"us\\u0065rs\":[1],\"a\\\\b\":[2],\"q\\\"\":[3],\"\\ud83d\\ude00\":[4],"
-		      "\"n\\u0000\":[5]}",
-		      MAX,
-		      "E users#0 [15,16) 1\n"
-		      "E a\\x5cb#0 [26,27) 2\n"
-		      "E q\"#0 [36,37) 3\n"
-		      "E \\xf0\\x9f\\x98\\x80#0 [55,56) 4\n"
-		      "E n\\x00#0 [69,70) 5\n"
-		      "= ok\n");
+	              "\"n\\u0000\":[5]}",
+	              MAX,
+	              "E users#0 [15,16) 1\n"
+	              "E a\\x5cb#0 [26,27) 2\n"
+	              "E q\"#0 [36,37) 3\n"
+	              "E \\xf0\\x9f\\x98\\x80#0 [55,56) 4\n"
+	              "E n\\x00#0 [69,70) 5\n"
+	              "= ok\n");
 	expect_backup_error("{\"a\\x\":[]}", MAX, "invalid member name at byte 1");
 }
 END_TEST
 
 START_TEST(backup_strings_with_structure)
 {
-	expect_backup("{\"c\":[{\"a\":\"{[\\\"]}\\\\\"},\"]\",\"\\\\\",\"\\\"\",{\"}\":\"[\"}]}", MAX,
-		      "E c#0 [6,22) {\"a\":\"{[\\x5c\"]}\\x5c\\x5c\"}\n"
-		      "E c#1 [23,26) \"]\"\n"
-		      "E c#2 [27,31) \"\\x5c\\x5c\"\n"
-		      "E c#3 [32,36) \"\\x5c\"\"\n"
-		      "E c#4 [37,46) {\"}\":\"[\"}\n"
-		      "= ok\n");
+	expect_backup("{\"c\":[{\"a\":\"{[\\\"]}\\\\\"},\"]\",\"\\\\\",\"\\\"\",{\"}\":\"[\"}]}",
+	              MAX,
+	              "E c#0 [6,22) {\"a\":\"{[\\x5c\"]}\\x5c\\x5c\"}\n"
+	              "E c#1 [23,26) \"]\"\n"
+	              "E c#2 [27,31) \"\\x5c\\x5c\"\n"
+	              "E c#3 [32,36) \"\\x5c\"\"\n"
+	              "E c#4 [37,46) {\"}\":\"[\"}\n"
+	              "= ok\n");
 }
 END_TEST
 
 START_TEST(backup_duplicate_collections)
 {
 	expect_backup("{\"a\":[1],\"a\":[2,3]}", MAX,
-		      "E a#0 [6,7) 1\nE a#0 [14,15) 2\nE a#1 [16,17) 3\n= ok\n");
+	              "E a#0 [6,7) 1\nE a#0 [14,15) 2\nE a#1 [16,17) 3\n= ok\n");
 }
 END_TEST
 
@@ -350,20 +361,20 @@ END_TEST
 START_TEST(backup_oversized_element)
 {
 	/* max 10: the 11-byte element is skipped, its neighbours are intact. */
-	expect_backup("{\"u\":[{\"a\":\"1\"},{\"a\":\"123\"},{\"b\":2},\"0123456789\",\"01234567\"]}",
-		      10,
-		      "E u#0 [6,15) {\"a\":\"1\"}\n"
-		      "X u#1 [16,27) !record over max_record_bytes (10 bytes)\n"
-		      "E u#2 [28,35) {\"b\":2}\n"
-		      "X u#3 [36,48) !record over max_record_bytes (10 bytes)\n"
-		      "E u#4 [49,59) \"01234567\"\n"
-		      "= ok\n");
+	expect_backup(
+	    "{\"u\":[{\"a\":\"1\"},{\"a\":\"123\"},{\"b\":2},\"0123456789\",\"01234567\"]}", 10,
+	    "E u#0 [6,15) {\"a\":\"1\"}\n"
+	    "X u#1 [16,27) !record over max_record_bytes (10 bytes)\n"
+	    "E u#2 [28,35) {\"b\":2}\n"
+	    "X u#3 [36,48) !record over max_record_bytes (10 bytes)\n"
+	    "E u#4 [49,59) \"01234567\"\n"
+	    "= ok\n");
 	/* A scalar is measured the same way, even when its end is only known
 	 * from the next feed. */
 	expect_backup("{\"u\":[12345678901,1234567890]}", 10,
-		      "X u#0 [6,17) !record over max_record_bytes (10 bytes)\n"
-		      "E u#1 [18,28) 1234567890\n"
-		      "= ok\n");
+	              "X u#0 [6,17) !record over max_record_bytes (10 bytes)\n"
+	              "E u#1 [18,28) 1234567890\n"
+	              "= ok\n");
 }
 END_TEST
 
@@ -382,9 +393,9 @@ START_TEST(backup_oversized_large)
 	char *got = run_backup_cuts(doc, len, 100, NULL, NULL, 0, 4096);
 	char want[256];
 	snprintf(want, sizeof(want),
-		 "X big#0 [8,%zu) !record over max_record_bytes (100 bytes)\n"
-		 "E big#1 [%zu,%zu) {\"ok\":1}\n= ok\n",
-		 (size_t)8 + n + 2, (size_t)8 + n + 3, (size_t)8 + n + 11);
+	         "X big#0 [8,%zu) !record over max_record_bytes (100 bytes)\n"
+	         "E big#1 [%zu,%zu) {\"ok\":1}\n= ok\n",
+	         (size_t)8 + n + 2, (size_t)8 + n + 3, (size_t)8 + n + 11);
 	ck_assert_str_eq(got, want);
 	free(got);
 	free(doc);
@@ -444,14 +455,16 @@ START_TEST(backup_file_errors)
 	expect_backup_error("[{\"a\":1}]", MAX, "expected '{' at byte 0");
 	expect_backup_error("  42", MAX, "expected '{' at byte 2");
 	expect_backup_error("garbage", MAX, "expected '{' at byte 0");
-	expect_backup_error("{", MAX, "unexpected end of file at byte 1 inside the top-level object");
+	expect_backup_error("{", MAX,
+	                    "unexpected end of file at byte 1 inside the top-level object");
 	expect_backup_error("{\"users\":[{\"id\":1},{\"id\"", MAX,
-			    "unexpected end of file at byte 24 inside collection \"users\"");
+	                    "unexpected end of file at byte 24 inside collection \"users\"");
 	expect_backup_error("{\"users\":[{\"id\":1}", MAX,
-			    "unexpected end of file at byte 18 inside collection \"users\"");
+	                    "unexpected end of file at byte 18 inside collection \"users\"");
 	expect_backup_error("{\"users\":[", MAX, "inside collection \"users\"");
 	expect_backup_error("{\"users\":[1,", MAX, "inside collection \"users\"");
-	expect_backup_error("{\"m\":{\"a\":", MAX, "unexpected end of file at byte 10 inside member \"m\"");
+	expect_backup_error("{\"m\":{\"a\":", MAX,
+	                    "unexpected end of file at byte 10 inside member \"m\"");
 	expect_backup_error("{\"m\":12", MAX, "inside member \"m\"");
 	expect_backup_error("{\"us", MAX, "inside a member name");
 	expect_backup_error("{\"m\"", MAX, "after member \"m\"");
@@ -461,14 +474,18 @@ START_TEST(backup_file_errors)
 	expect_backup_error("{}{}", MAX, "unexpected data at byte 2 after the top-level object");
 	expect_backup_error("{\"a\":[]}]", MAX, "unexpected data at byte 8");
 	expect_backup_error("{\"a\" 1}", MAX, "expected ':' at byte 5 after member \"a\"");
-	expect_backup_error("{\"a\":[1 2]}", MAX, "expected ',' or ']' at byte 8 in collection \"a\"");
-	expect_backup_error("{\"a\":[1,]}", MAX, "expected a value at byte 8 inside collection \"a\"");
-	expect_backup_error("{\"a\":[,1]}", MAX, "expected a value at byte 6 inside collection \"a\"");
+	expect_backup_error("{\"a\":[1 2]}", MAX,
+	                    "expected ',' or ']' at byte 8 in collection \"a\"");
+	expect_backup_error("{\"a\":[1,]}", MAX,
+	                    "expected a value at byte 8 inside collection \"a\"");
+	expect_backup_error("{\"a\":[,1]}", MAX,
+	                    "expected a value at byte 6 inside collection \"a\"");
 	expect_backup_error("{\"a\":[]1}", MAX, "expected ',' or '}' at byte 7");
 	expect_backup_error("{\"a\":[],}", MAX, "expected '\"' at byte 8");
 	expect_backup_error("{,}", MAX, "expected '\"' or '}' at byte 1");
 	expect_backup_error("{\"a\":}", MAX, "expected a value at byte 5 after member \"a\"");
-	expect_backup_error("{\"a\":[{\"b\":[1}]}", MAX, "mismatched '}' at byte 13 (expected ']')");
+	expect_backup_error("{\"a\":[{\"b\":[1}]}", MAX,
+	                    "mismatched '}' at byte 13 (expected ']')");
 	expect_backup_error("{\"a\":{]}", MAX, "mismatched ']' at byte 6 (expected '}')");
 	/* Names in messages are printable ASCII only. */
 	expect_backup_error("{\"\xc3\xa9\\n\":[", MAX, "inside collection \"???\"");
@@ -491,9 +508,9 @@ static void check_resume_everywhere(const char *doc, size_t max)
 		unsigned long long idx, start, end;
 
 		if (line[0] == 'E' || line[0] == 'X') {
-			ck_assert_int_eq(sscanf(line + 2, "%63[^#]#%llu [%llu,%llu)", name, &idx, &start,
-						&end),
-					 4);
+			ck_assert_int_eq(
+			    sscanf(line + 2, "%63[^#]#%llu [%llu,%llu)", name, &idx, &start, &end),
+			    4);
 			uint64_t offs[2] = {end, end};
 			while (offs[1] < len && strchr(" \t\r\n", doc[offs[1]]))
 				offs[1]++;
@@ -501,13 +518,15 @@ static void check_resume_everywhere(const char *doc, size_t max)
 				struct backup_position pos = {offs[c], name, strlen(name), idx + 1};
 				for (size_t step = 0; step <= 2; step++) {
 					char *got = run_backup_cuts(doc + pos.byte_offset,
-								    len - pos.byte_offset, max, &pos,
-								    NULL, 0, step);
+					                            len - pos.byte_offset, max,
+					                            &pos, NULL, 0, step);
 					if (strcmp(got, nl + 1) != 0)
-						ck_abort_msg("resume at %llu (%s#%llu) step %zu:\n%s\nwant:\n%s",
-							     (unsigned long long)pos.byte_offset, name,
-							     (unsigned long long)pos.element_index, step,
-							     got, nl + 1);
+						ck_abort_msg("resume at %llu (%s#%llu) step "
+						             "%zu:\n%s\nwant:\n%s",
+						             (unsigned long long)pos.byte_offset,
+						             name,
+						             (unsigned long long)pos.element_index,
+						             step, got, nl + 1);
 					free(got);
 				}
 			}
@@ -522,10 +541,10 @@ static void check_resume_everywhere(const char *doc, size_t max)
 START_TEST(backup_resume_every_boundary)
 {
 	check_resume_everywhere(MULTI, MAX);
-	check_resume_everywhere("{\"a\":[1 , 2\n,\"x\" ,{\"k\":[]}],\"m\":{},\"b\":[[3],[4]] ,\"c\":[]}",
-				MAX);
 	check_resume_everywhere(
-		"{\"u\":[{\"a\":\"1\"},{\"a\":\"123\"},{\"b\":2},\"0123456789\",\"01234567\"]}", 10);
+	    "{\"a\":[1 , 2\n,\"x\" ,{\"k\":[]}],\"m\":{},\"b\":[[3],[4]] ,\"c\":[]}", MAX);
+	check_resume_everywhere(
+	    "{\"u\":[{\"a\":\"1\"},{\"a\":\"123\"},{\"b\":2},\"0123456789\",\"01234567\"]}", 10);
 }
 END_TEST
 
@@ -563,7 +582,7 @@ START_TEST(backup_stop)
 	l.stop_after = 2;
 	r = backup_reader_new(MAX, NULL, on_record, on_error, &l);
 	ck_assert_int_eq(backup_reader_feed(r, doc, strlen(doc), err, sizeof(err)),
-			 JSONSTREAM_STOPPED);
+	                 JSONSTREAM_STOPPED);
 	ck_assert_int_eq(backup_reader_feed(r, "x", 1, err, sizeof(err)), JSONSTREAM_ERROR);
 	ck_assert_int_eq(backup_reader_finish(r, err, sizeof(err)), JSONSTREAM_ERROR);
 	backup_reader_free(r);
@@ -578,7 +597,8 @@ START_TEST(backup_bad_args)
 	struct backup_position nameless = {0, NULL, 0, 0};
 
 	ck_assert_ptr_null(backup_reader_new(0, NULL, NULL, NULL, NULL));
-	ck_assert_ptr_null(backup_reader_new(JSONSTREAM_MAX_RECORD_LIMIT + 1, NULL, NULL, NULL, NULL));
+	ck_assert_ptr_null(
+	    backup_reader_new(JSONSTREAM_MAX_RECORD_LIMIT + 1, NULL, NULL, NULL, NULL));
 	ck_assert_ptr_null(backup_reader_new(MAX, &nameless, NULL, NULL, NULL));
 	backup_reader_free(NULL);
 	/* NULL callbacks are allowed. */
@@ -604,7 +624,7 @@ static int parse_element(const struct jsonstream_record *rec, void *arg)
 	if (rec->metadata)
 		return 0;
 	if (jsonstream_parse_object_tok(pc->tok, rec->data, rec->len, &obj, pc->last_err,
-					sizeof(pc->last_err)) == 0) {
+	                                sizeof(pc->last_err)) == 0) {
 		pc->ok++;
 		json_object_put(obj);
 	} else {
@@ -620,9 +640,10 @@ START_TEST(backup_with_parser)
 	struct backup_reader *r = backup_reader_new(MAX, NULL, parse_element, NULL, &pc);
 	char err[128];
 
-	ck_assert_int_eq(backup_reader_feed(r, MULTI, strlen(MULTI), err, sizeof(err)), JSONSTREAM_OK);
+	ck_assert_int_eq(backup_reader_feed(r, MULTI, strlen(MULTI), err, sizeof(err)),
+	                 JSONSTREAM_OK);
 	ck_assert_int_eq(backup_reader_finish(r, err, sizeof(err)), JSONSTREAM_OK);
-	ck_assert_int_eq(pc.ok, 5); /* 4 users, 1 business */
+	ck_assert_int_eq(pc.ok, 5);  /* 4 users, 1 business */
 	ck_assert_int_eq(pc.bad, 5); /* [1], "s", 12.5e3, true, null */
 	ck_assert_str_eq(pc.last_err, "not a JSON object (got null)");
 	backup_reader_free(r);
@@ -654,8 +675,8 @@ static void expect_parse_err(const char *s, size_t len, const char *want)
 		ck_abort_msg("parse of \"%s\": want \"%s\", got \"%s\"", s, want, err);
 }
 
-#define OK(s)      expect_parse_ok((s), sizeof(s) - 1)
-#define BAD(s, w)  expect_parse_err((s), sizeof(s) - 1, (w))
+#define OK(s)     expect_parse_ok((s), sizeof(s) - 1)
+#define BAD(s, w) expect_parse_err((s), sizeof(s) - 1, (w))
 
 START_TEST(parse_objects)
 {
@@ -711,8 +732,8 @@ START_TEST(parse_nul_and_utf8)
 	BAD("{\"a\":\"\xed\xa0\x80\"}", "invalid UTF-8 at byte 6"); /* surrogate */
 	BAD("{\"a\":\"\xf4\x90\x80\x80\"}", "invalid UTF-8");       /* > U+10FFFF */
 	BAD("{\"a\":\"\xf5\x80\x80\x80\"}", "invalid UTF-8");
-	BAD("{\"a\":\"\x80\"}", "invalid UTF-8 at byte 6");         /* stray continuation */
-	BAD("{\"a\":\"\xc3\"}", "invalid UTF-8 at byte 6");         /* cut short */
+	BAD("{\"a\":\"\x80\"}", "invalid UTF-8 at byte 6"); /* stray continuation */
+	BAD("{\"a\":\"\xc3\"}", "invalid UTF-8 at byte 6"); /* cut short */
 	BAD("{\"a\":\"\xe2\x82\"}", "invalid UTF-8");
 	BAD("{\"a\":1,\xff:2}", "invalid UTF-8 at byte 7");
 	BAD("{\"a\":1,\xc3\xa9:2}", "not valid JSON: unexpected character at byte 7");
@@ -751,12 +772,15 @@ START_TEST(parse_tokener_reuse)
 	struct json_object *obj;
 	char err[128];
 
-	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "{\"a\":[", 6, &obj, err, sizeof(err)), -1);
-	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "{\"b\":2}", 7, &obj, err, sizeof(err)), 0);
+	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "{\"a\":[", 6, &obj, err, sizeof(err)),
+	                 -1);
+	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "{\"b\":2}", 7, &obj, err, sizeof(err)),
+	                 0);
 	ck_assert_int_eq(json_object_object_length(obj), 1);
 	json_object_put(obj);
 	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "[]", 2, &obj, err, sizeof(err)), -1);
-	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "{\"c\":3}", 7, &obj, err, sizeof(err)), 0);
+	ck_assert_int_eq(jsonstream_parse_object_tok(tok, "{\"c\":3}", 7, &obj, err, sizeof(err)),
+	                 0);
 	json_object_put(obj);
 	json_tokener_free(tok);
 }
@@ -778,10 +802,10 @@ END_TEST
 START_TEST(ndjson_lines)
 {
 	expect_ndjson("{\"a\":1}\n{\"b\":2}\r\n\n   \r\n{\"c\":3}", MAX,
-		      "E L1 [0,8) {\"a\":1}\n"
-		      "E L2 [8,17) {\"b\":2}\n"
-		      "E L5 [23,30) {\"c\":3}\n"
-		      "= ok\n");
+	              "E L1 [0,8) {\"a\":1}\n"
+	              "E L2 [8,17) {\"b\":2}\n"
+	              "E L5 [23,30) {\"c\":3}\n"
+	              "= ok\n");
 	expect_ndjson("{}\n", MAX, "E L1 [0,3) {}\n= ok\n");
 	expect_ndjson("{}\r\n", MAX, "E L1 [0,4) {}\n= ok\n");
 	expect_ndjson("{}\r", MAX, "E L1 [0,3) {}\n= ok\n");
@@ -789,12 +813,13 @@ START_TEST(ndjson_lines)
 	expect_ndjson("\n\n \t\r\n\r", MAX, "= ok\n");
 	/* The splitter does not judge content; CR inside a line stays. */
 	expect_ndjson("a\rb\nnot json\n", MAX, "E L1 [0,4) a\\x0db\nE L2 [4,13) not json\n= ok\n");
-	expect_ndjson("\xef\xbb\xbf{\"a\":1}\n{}", MAX, "E L1 [3,11) {\"a\":1}\nE L2 [11,13) {}\n= ok\n");
+	expect_ndjson("\xef\xbb\xbf{\"a\":1}\n{}", MAX,
+	              "E L1 [3,11) {\"a\":1}\nE L2 [11,13) {}\n= ok\n");
 	static const char nul[] = "{\"s\":\"\xe2\x82\xac\"}\n{\"n\":\"\0\"}\n";
 	expect_ndjson_len(nul, sizeof(nul) - 1, MAX,
-			  "E L1 [0,12) {\"s\":\"\\xe2\\x82\\xac\"}\n"
-			  "E L2 [12,22) {\"n\":\"\\x00\"}\n"
-			  "= ok\n");
+	                  "E L1 [0,12) {\"s\":\"\\xe2\\x82\\xac\"}\n"
+	                  "E L2 [12,22) {\"n\":\"\\x00\"}\n"
+	                  "= ok\n");
 }
 END_TEST
 
@@ -802,19 +827,19 @@ START_TEST(ndjson_oversized)
 {
 	/* max 8: 8 bytes fit (with or without CR), 9 do not. */
 	expect_ndjson("12345678\n123456789\r\n12345678\r\nabc\n123456789", 8,
-		      "E L1 [0,9) 12345678\n"
-		      "X L2 [9,20) !record over max_record_bytes (8 bytes)\n"
-		      "E L3 [20,30) 12345678\n"
-		      "E L4 [30,34) abc\n"
-		      "X L5 [34,43) !record over max_record_bytes (8 bytes)\n"
-		      "= ok\n");
+	              "E L1 [0,9) 12345678\n"
+	              "X L2 [9,20) !record over max_record_bytes (8 bytes)\n"
+	              "E L3 [20,30) 12345678\n"
+	              "E L4 [30,34) abc\n"
+	              "X L5 [34,43) !record over max_record_bytes (8 bytes)\n"
+	              "= ok\n");
 	/* A long line fed in small pieces is dropped, not gathered. */
 	char *doc = malloc(100003);
 	memset(doc, 'x', 100000);
 	memcpy(doc + 100000, "\n{}", 3);
 	char *got = run_ndjson_cuts(doc, 100003, 8, 0, 1, NULL, 0, 7);
 	ck_assert_str_eq(got, "X L1 [0,100001) !record over max_record_bytes (8 bytes)\n"
-			      "E L2 [100001,100003) {}\n= ok\n");
+	                      "E L2 [100001,100003) {}\n= ok\n");
 	free(got);
 	free(doc);
 }
@@ -822,7 +847,8 @@ END_TEST
 
 START_TEST(ndjson_resume_every_line)
 {
-	const char *doc = "{\"a\":1}\r\n\n{\"b\":\"\xc3\xa9\"}\n123456789\n  \n{\"c\":3}\n{\"d\":4}";
+	const char *doc =
+	    "{\"a\":1}\r\n\n{\"b\":\"\xc3\xa9\"}\n123456789\n  \n{\"c\":3}\n{\"d\":4}";
 	size_t len = strlen(doc);
 	char *whole = run_ndjson(doc, len, 8 + 4);
 	const char *line = whole;
@@ -832,8 +858,8 @@ START_TEST(ndjson_resume_every_line)
 		const char *nl = strchr(line, '\n');
 		ck_assert_int_eq(sscanf(line + 2, "L%llu [%llu,%llu)", &ln, &start, &end), 3);
 		for (size_t step = 0; step <= 1; step++) {
-			char *got = run_ndjson_cuts(doc + end, len - end, 12, end, ln + 1, NULL, 0,
-						    step);
+			char *got =
+			    run_ndjson_cuts(doc + end, len - end, 12, end, ln + 1, NULL, 0, step);
 			ck_assert_str_eq(got, nl + 1);
 			free(got);
 		}
@@ -853,7 +879,8 @@ START_TEST(ndjson_stop_and_args)
 	log_open(&l, doc, strlen(doc), 0);
 	l.stop_after = 1;
 	r = ndjson_reader_new(MAX, 0, 1, on_record, on_error, &l);
-	ck_assert_int_eq(ndjson_reader_feed(r, doc, strlen(doc), err, sizeof(err)), JSONSTREAM_STOPPED);
+	ck_assert_int_eq(ndjson_reader_feed(r, doc, strlen(doc), err, sizeof(err)),
+	                 JSONSTREAM_STOPPED);
 	ck_assert_int_eq(ndjson_reader_feed(r, doc, 1, err, sizeof(err)), JSONSTREAM_ERROR);
 	ck_assert_int_eq(ndjson_reader_finish(r, err, sizeof(err)), JSONSTREAM_ERROR);
 	ndjson_reader_free(r);
@@ -863,7 +890,8 @@ START_TEST(ndjson_stop_and_args)
 
 	ck_assert_ptr_null(ndjson_reader_new(0, 0, 1, NULL, NULL, NULL));
 	ck_assert_ptr_null(ndjson_reader_new(MAX, 0, 0, NULL, NULL, NULL));
-	ck_assert_ptr_null(ndjson_reader_new(JSONSTREAM_MAX_RECORD_LIMIT + 1, 0, 1, NULL, NULL, NULL));
+	ck_assert_ptr_null(
+	    ndjson_reader_new(JSONSTREAM_MAX_RECORD_LIMIT + 1, 0, 1, NULL, NULL, NULL));
 	ndjson_reader_free(NULL);
 }
 END_TEST
