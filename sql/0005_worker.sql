@@ -45,9 +45,11 @@ BEGIN
 		LIMIT 1
 		FOR UPDATE SKIP LOCKED)
 	UPDATE importer.import_jobs j
+	-- clock_timestamp(), not now(): this transaction may have waited for the
+	-- lock, and started_at must not precede the moment the job was taken.
 	SET status = 'processing', phase = 'reading', worker_id = p_worker,
-	    lease_id = gen_random_uuid(), heartbeat_at = now(),
-	    started_at = coalesce(j.started_at, now()), completed_at = NULL,
+	    lease_id = gen_random_uuid(), heartbeat_at = clock_timestamp(),
+	    started_at = coalesce(j.started_at, clock_timestamp()), completed_at = NULL,
 	    cancel_requested = false, pause_requested = false, eta_seconds = NULL
 	FROM candidate c
 	WHERE j.id = c.id
