@@ -22,73 +22,10 @@
 
 static PGconn *conn; /* superuser, one per test */
 
-__attribute__((format(printf, 3, 0))) static void vformat(char *buf, size_t len, const char *fmt,
-							   va_list ap)
-{
-	int n = vsnprintf(buf, len, fmt, ap);
-
-	ck_assert_msg(n >= 0 && (size_t)n < len, "SQL too long: %s", fmt);
-}
-
-__attribute__((format(printf, 2, 3))) static void exec_sql(PGconn *c, const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	PQclear(test_db_exec(c, sql));
-}
-
-/* Copies the single value of a query into out ("" for NULL). */
-__attribute__((format(printf, 4, 5))) static void get_value(char *out, size_t len, PGconn *c,
-							    const char *fmt, ...)
-{
-	char sql[4096];
-	char *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = test_db_value(c, sql);
-	ck_assert_msg(strlen(v) < len, "%s\n-- value too long: %s", sql, v);
-	strcpy(out, v);
-	free(v);
-}
-
-__attribute__((format(printf, 3, 4))) static void expect_value(PGconn *c, const char *want,
-							       const char *fmt, ...)
-{
-	char sql[4096];
-	char *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = test_db_value(c, sql);
-	ck_assert_msg(strcmp(v, want) == 0, "%s\n-- expected '%s', got '%s'", sql, want, v);
-	free(v);
-}
-
-__attribute__((format(printf, 3, 4))) static void expect_error(PGconn *c, const char *sqlstate,
-							       const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	test_db_expect_error(c, sqlstate, sql);
-}
-
 /* Runs sql with one binary bytea parameter ($1) and one optional text parameter
  * ($2). Returns: the result, whatever its status; caller frees. */
 static PGresult *exec_bytes(PGconn *c, const char *sql, const char *data, size_t len,
-			    const char *text)
+                            const char *text)
 {
 	const char *vals[] = {data, text};
 	const int lens[] = {(int)len, 0};
@@ -99,42 +36,44 @@ static PGresult *exec_bytes(PGconn *c, const char *sql, const char *data, size_t
 }
 
 /* exec_bytes that must succeed with one value, copied into out. */
-static void get_value_bytes(char *out, size_t outlen, PGconn *c, const char *sql,
-			    const char *data, size_t len, const char *text)
+static void get_value_bytes(char *out, size_t outlen, PGconn *c, const char *sql, const char *data,
+                            size_t len, const char *text)
 {
 	PGresult *res = exec_bytes(c, sql, data, len, text);
 
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s\n-- %s",
-		      sql, PQresultErrorMessage(res));
+	              sql, PQresultErrorMessage(res));
 	ck_assert_uint_lt(strlen(PQgetvalue(res, 0, 0)), outlen);
 	strcpy(out, PQgetvalue(res, 0, 0));
 	PQclear(res);
 }
 
 static void expect_error_bytes(PGconn *c, const char *sqlstate, const char *sql, const char *data,
-			       size_t len, const char *text)
+                               size_t len, const char *text)
 {
 	PGresult *res = exec_bytes(c, sql, data, len, text);
 	const char *got = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 	ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR && got != NULL &&
-			      strcmp(got, sqlstate) == 0,
-		      "%s\n-- expected SQLSTATE %s, got %s: %s", sql, sqlstate,
-		      got != NULL ? got : "success", PQresultErrorMessage(res));
+	                  strcmp(got, sqlstate) == 0,
+	              "%s\n-- expected SQLSTATE %s, got %s: %s", sql, sqlstate,
+	              got != NULL ? got : "success", PQresultErrorMessage(res));
 	PQclear(res);
 }
 
 /* The gateway's identity, session-wide: SET ROLE role and importer.user_id = user. */
 static void act_as(PGconn *c, const char *role, const char *user)
 {
-	exec_sql(c, "SELECT set_config('role', '%s', false), set_config('importer.user_id', '%s', "
-		    "false)",
-		 role, user);
+	test_db_execf(
+	    c,
+	    "SELECT set_config('role', '%s', false), set_config('importer.user_id', '%s', "
+	    "false)",
+	    role, user);
 }
 
 static void act_as_superuser(PGconn *c)
 {
-	exec_sql(c, "RESET ROLE; SELECT set_config('importer.user_id', '', false)");
+	test_db_execf(c, "RESET ROLE; SELECT set_config('importer.user_id', '', false)");
 }
 
 /* A file of len bytes of CSV-looking text, different at every offset. */
@@ -190,37 +129,38 @@ static const struct {
 	const char *name;
 	const char *set; /* SET list, NULL for a fresh pending job */
 } states[] = {
-	{"pending", NULL},
-	{"processing", "status = 'processing', phase = 'importing', worker_id = 'w-1', "
-		       "lease_id = gen_random_uuid(), heartbeat_at = now(), progress = 40, "
-		       "processed_items = 10, checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
-	{"paused", "status = 'paused', phase = 'importing', progress = 40, processed_items = 10, "
-		   "checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
-	{"completed", "status = 'completed', phase = 'done', progress = 100, processed_items = 20, "
-		      "total_items = 20, total_is_estimate = false"},
-	{"failed", "status = 'failed', phase = 'done', progress = 40, processed_items = 10, "
-		   "attempts = 3, rescues = 1, error_message = 'boom', "
-		   "checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
-	{"cancelled", "status = 'cancelled', phase = 'done', progress = 40, processed_items = 10, "
-		      "attempts = 1, checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
+    {"pending", NULL},
+    {"processing", "status = 'processing', phase = 'importing', worker_id = 'w-1', "
+                   "lease_id = gen_random_uuid(), heartbeat_at = now(), progress = 40, "
+                   "processed_items = 10, checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
+    {"paused", "status = 'paused', phase = 'importing', progress = 40, processed_items = 10, "
+               "checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
+    {"completed", "status = 'completed', phase = 'done', progress = 100, processed_items = 20, "
+                  "total_items = 20, total_is_estimate = false"},
+    {"failed", "status = 'failed', phase = 'done', progress = 40, processed_items = 10, "
+               "attempts = 3, rescues = 1, error_message = 'boom', "
+               "checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
+    {"cancelled", "status = 'cancelled', phase = 'done', progress = 40, processed_items = 10, "
+                  "attempts = 1, checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
 };
 
 /* A csv job submitted by user through the API, then moved into state by a superuser. */
 static void new_job(char out[ID_LEN], const char *user, const char *state)
 {
 	act_as(conn, "importer_api", user);
-	get_value(out, ID_LEN, conn,
-		  "SELECT importer.submit_job('csv', " SMALL_CSV ", "
-		  "'{\"file_name\": \"people.csv\"}')");
+	test_db_getf(out, ID_LEN, conn,
+	             "SELECT importer.submit_job('csv', " SMALL_CSV ", "
+	             "'{\"file_name\": \"people.csv\"}')");
 	act_as_superuser(conn);
 	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
 		if (strcmp(states[i].name, state) == 0) {
 			if (states[i].set != NULL)
-				exec_sql(conn, "UPDATE importer.import_jobs SET %s WHERE id = '%s'",
-					 states[i].set, out);
-			expect_value(conn, state,
-				     "SELECT status FROM importer.import_jobs WHERE id = '%s'",
-				     out);
+				test_db_execf(conn,
+				              "UPDATE importer.import_jobs SET %s WHERE id = '%s'",
+				              states[i].set, out);
+			test_db_expectf(conn, state,
+			                "SELECT status FROM importer.import_jobs WHERE id = '%s'",
+			                out);
 			return;
 		}
 	ck_abort_msg("unknown state %s", state);
@@ -228,9 +168,10 @@ static void new_job(char out[ID_LEN], const char *user, const char *state)
 
 static void set_user_limit(const char *user, int max_active)
 {
-	exec_sql(conn, "INSERT INTO importer.settings (key, value, user_id) "
-		       "VALUES ('max_active_jobs_per_user', '%d', '%s')",
-		 max_active, user);
+	test_db_execf(conn,
+	              "INSERT INTO importer.settings (key, value, user_id) "
+	              "VALUES ('max_active_jobs_per_user', '%d', '%s')",
+	              max_active, user);
 }
 
 static void create_database(void)
@@ -241,11 +182,12 @@ static void create_database(void)
 static void setup(void)
 {
 	conn = test_db_connect(DB);
-	exec_sql(conn, "TRUNCATE importer.import_jobs, importer.import_logs, "
-		       "importer.import_errors, importer.import_files, "
-		       "importer.import_file_chunks, importer.records, importer.notifications, "
-		       "importer.replace_staging; "
-		       "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
+	test_db_execf(conn,
+	              "TRUNCATE importer.import_jobs, importer.import_logs, "
+	              "importer.import_errors, importer.import_files, "
+	              "importer.import_file_chunks, importer.records, importer.notifications, "
+	              "importer.replace_staging; "
+	              "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
 }
 
 static void teardown(void)
@@ -263,42 +205,42 @@ START_TEST(one_call_submit_stores_the_file_in_one_mib_chunks)
 
 	act_as(conn, "importer_api", USER_A);
 	get_value_bytes(job, sizeof(job), conn,
-			"SELECT importer.submit_job('csv', $1::bytea, "
-			"'{\"file_name\": \"uploads/people.csv\"}')",
-			file, len, NULL);
+	                "SELECT importer.submit_job('csv', $1::bytea, "
+	                "'{\"file_name\": \"uploads/people.csv\"}')",
+	                file, len, NULL);
 	/* The owner sees the new job at once. */
-	expect_value(conn, "pending", "SELECT status FROM importer.import_jobs WHERE id = '%s'",
-		     job);
+	test_db_expectf(conn, "pending", "SELECT status FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	act_as_superuser(conn);
 
-	expect_value(conn, "3 1048576 0 2 2621440",
-		     "SELECT count(*) || ' ' || max(octet_length(c.data)) || ' ' || min(c.seq) "
-		     "|| ' ' || max(c.seq) || ' ' || sum(octet_length(c.data)) "
-		     "FROM importer.import_file_chunks c "
-		     "JOIN importer.import_jobs j ON j.file_id = c.file_id WHERE j.id = '%s'",
-		     job);
+	test_db_expectf(conn, "3 1048576 0 2 2621440",
+	                "SELECT count(*) || ' ' || max(octet_length(c.data)) || ' ' || min(c.seq) "
+	                "|| ' ' || max(c.seq) || ' ' || sum(octet_length(c.data)) "
+	                "FROM importer.import_file_chunks c "
+	                "JOIN importer.import_jobs j ON j.file_id = c.file_id WHERE j.id = '%s'",
+	                job);
 	res = exec_bytes(conn,
-			 "SELECT (SELECT string_agg(c.data, ''::bytea ORDER BY c.seq) "
-			 "FROM importer.import_file_chunks c WHERE c.file_id = j.file_id) = $1, "
-			 "f.size, f.sha256 = sha256($1), f.user_id "
-			 "FROM importer.import_jobs j "
-			 "JOIN importer.import_files f ON f.id = j.file_id WHERE j.id = $2",
-			 file, len, job);
+	                 "SELECT (SELECT string_agg(c.data, ''::bytea ORDER BY c.seq) "
+	                 "FROM importer.import_file_chunks c WHERE c.file_id = j.file_id) = $1, "
+	                 "f.size, f.sha256 = sha256($1), f.user_id "
+	                 "FROM importer.import_jobs j "
+	                 "JOIN importer.import_files f ON f.id = j.file_id WHERE j.id = $2",
+	                 file, len, job);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s",
-		      PQresultErrorMessage(res));
+	              PQresultErrorMessage(res));
 	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
 	ck_assert_str_eq(PQgetvalue(res, 0, 1), "2621440");
 	ck_assert_str_eq(PQgetvalue(res, 0, 2), "t");
 	ck_assert_str_eq(PQgetvalue(res, 0, 3), USER_A);
 	PQclear(res);
 
-	expect_value(conn,
-		     USER_A " csv uploads/people.csv 2621440 people upsert f pending queued 0 "
-			    "0 3 0 {\"file_name\": \"uploads/people.csv\"}",
-		     "SELECT concat_ws(' ', user_id, kind, file_name, file_size, collection, "
-		     "import_mode, dry_run, status, phase, progress, attempts, max_attempts, "
-		     "priority, payload) FROM importer.import_jobs WHERE id = '%s'",
-		     job);
+	test_db_expectf(conn,
+	                USER_A " csv uploads/people.csv 2621440 people upsert f pending queued 0 "
+	                       "0 3 0 {\"file_name\": \"uploads/people.csv\"}",
+	                "SELECT concat_ws(' ', user_id, kind, file_name, file_size, collection, "
+	                "import_mode, dry_run, status, phase, progress, attempts, max_attempts, "
+	                "priority, payload) FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	free(file);
 }
 END_TEST
@@ -311,7 +253,7 @@ START_TEST(chunked_upload_then_submit_creates_a_pending_job)
 	PGresult *res;
 
 	act_as(conn, "importer_api", USER_A);
-	get_value(fid, sizeof(fid), conn, "SELECT importer.begin_upload('dir/people.v2.csv')");
+	test_db_getf(fid, sizeof(fid), conn, "SELECT importer.begin_upload('dir/people.v2.csv')");
 	snprintf(sql, sizeof(sql), "SELECT importer.append_chunk('%s', $2::int, $1)", fid);
 	/* Out of order, and chunk 1 sent twice: the second copy replaces the first. */
 	res = exec_bytes(conn, sql, file + 2 * MIB, len - 2 * MIB, "2");
@@ -321,42 +263,43 @@ START_TEST(chunked_upload_then_submit_creates_a_pending_job)
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	PQclear(res);
 	/* Gaps are refused at submit. */
-	expect_error(conn, "22023", "SELECT importer.submit_job('csv', '%s'::uuid)", fid);
+	test_db_expect_errorf(conn, "22023", "SELECT importer.submit_job('csv', '%s'::uuid)", fid);
 	res = exec_bytes(conn, sql, file, MIB, "0");
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	PQclear(res);
 	res = exec_bytes(conn, sql, file + MIB, MIB, "1");
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	PQclear(res);
-	expect_value(conn, "2621440", "SELECT size FROM importer.import_files WHERE id = '%s'",
-		     fid);
+	test_db_expectf(conn, "2621440", "SELECT size FROM importer.import_files WHERE id = '%s'",
+	                fid);
 
-	get_value(job, sizeof(job), conn,
-		  "SELECT importer.submit_job('csv', '%s'::uuid, '{\"mode\": \"append\", "
-		  "\"dry_run\": \"true\", \"key\": \"sku\", \"delimiter\": \";\", "
-		  "\"batch_size\": \"500\", \"max_attempts\": 5, \"priority\": -3}')",
-		  fid);
-	expect_value(conn,
-		     USER_A " csv dir/people.v2.csv 2621440 people.v2 append t pending 5 -3",
-		     "SELECT concat_ws(' ', user_id, kind, file_name, file_size, collection, "
-		     "import_mode, dry_run, status, max_attempts, priority) "
-		     "FROM importer.import_jobs WHERE id = '%s' AND file_id = '%s'",
-		     job, fid);
+	test_db_getf(job, sizeof(job), conn,
+	             "SELECT importer.submit_job('csv', '%s'::uuid, '{\"mode\": \"append\", "
+	             "\"dry_run\": \"true\", \"key\": \"sku\", \"delimiter\": \";\", "
+	             "\"batch_size\": \"500\", \"max_attempts\": 5, \"priority\": -3}')",
+	             fid);
+	test_db_expectf(conn,
+	                USER_A " csv dir/people.v2.csv 2621440 people.v2 append t pending 5 -3",
+	                "SELECT concat_ws(' ', user_id, kind, file_name, file_size, collection, "
+	                "import_mode, dry_run, status, max_attempts, priority) "
+	                "FROM importer.import_jobs WHERE id = '%s' AND file_id = '%s'",
+	                job, fid);
 	/* payload: the options, normalised to typed values. */
-	expect_value(conn, "t",
-		     "SELECT payload = '{\"mode\": \"append\", \"dry_run\": true, "
-		     "\"key\": \"sku\", "
-		     "\"delimiter\": \";\", \"batch_size\": 500, \"max_attempts\": 5, "
-		     "\"priority\": -3}'::jsonb FROM importer.import_jobs WHERE id = '%s'",
-		     job);
+	test_db_expectf(conn, "t",
+	                "SELECT payload = '{\"mode\": \"append\", \"dry_run\": true, "
+	                "\"key\": \"sku\", "
+	                "\"delimiter\": \";\", \"batch_size\": 500, \"max_attempts\": 5, "
+	                "\"priority\": -3}'::jsonb FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	/* A submitted file is frozen. */
-	expect_error(conn, "55000", "SELECT importer.append_chunk('%s', 3, " SMALL_CSV ")", fid);
+	test_db_expect_errorf(conn, "55000", "SELECT importer.append_chunk('%s', 3, " SMALL_CSV ")",
+	                      fid);
 	act_as_superuser(conn);
 
 	res = exec_bytes(conn,
-			 "SELECT string_agg(data, ''::bytea ORDER BY seq) = $1, count(*) "
-			 "FROM importer.import_file_chunks WHERE file_id = $2",
-			 file, len, fid);
+	                 "SELECT string_agg(data, ''::bytea ORDER BY seq) = $1, count(*) "
+	                 "FROM importer.import_file_chunks WHERE file_id = $2",
+	                 file, len, fid);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
 	ck_assert_str_eq(PQgetvalue(res, 0, 1), "3");
@@ -372,72 +315,73 @@ START_TEST(collection_defaults_to_the_file_name_without_extension)
 		const char *options;
 		const char *want; /* collection | file_name */
 	} cases[] = {
-		{"ndjson", "{\"file_name\": \"events.ndjson\"}", "events|events.ndjson"},
-		{"csv", "{\"file_name\": \"C:\\\\data\\\\people.csv\"}",
-		 "people|C:\\data\\people.csv"},
-		{"csv", "{\"file_name\": \"README\"}", "README|README"},
-		{"csv", "{}", "default|"},
-		{"csv", "{\"file_name\": \".csv\"}", "default|.csv"},
-		{"csv", "{\"file_name\": \"x.csv\", \"collection\": \"people\"}", "people|x.csv"},
-		{"backup", "{\"file_name\": \"dump.json\"}", "|dump.json"},
+	    {"ndjson", "{\"file_name\": \"events.ndjson\"}", "events|events.ndjson"},
+	    {"csv", "{\"file_name\": \"C:\\\\data\\\\people.csv\"}", "people|C:\\data\\people.csv"},
+	    {"csv", "{\"file_name\": \"README\"}", "README|README"},
+	    {"csv", "{}", "default|"},
+	    {"csv", "{\"file_name\": \".csv\"}", "default|.csv"},
+	    {"csv", "{\"file_name\": \"x.csv\", \"collection\": \"people\"}", "people|x.csv"},
+	    {"backup", "{\"file_name\": \"dump.json\"}", "|dump.json"},
 	};
 	char job[ID_LEN];
 
 	act_as(conn, "importer_api", USER_A);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		get_value(job, sizeof(job), conn,
-			  "SELECT importer.submit_job('%s', " SMALL_CSV ", '%s')", cases[i].kind,
-			  cases[i].options);
-		expect_value(conn, cases[i].want,
-			     "SELECT coalesce(collection, '') || '|' || coalesce(file_name, '') "
-			     "FROM importer.import_jobs WHERE id = '%s'",
-			     job);
+		test_db_getf(job, sizeof(job), conn,
+		             "SELECT importer.submit_job('%s', " SMALL_CSV ", '%s')", cases[i].kind,
+		             cases[i].options);
+		test_db_expectf(conn, cases[i].want,
+		                "SELECT coalesce(collection, '') || '|' || coalesce(file_name, '') "
+		                "FROM importer.import_jobs WHERE id = '%s'",
+		                job);
 	}
 	/* noop needs no file. */
-	get_value(job, sizeof(job), conn, "SELECT importer.submit_job('noop', NULL::uuid)");
-	expect_value(conn, "noop pending t t upsert f",
-		     "SELECT concat_ws(' ', kind, status, file_id IS NULL, collection IS NULL, "
-		     "import_mode, dry_run) FROM importer.import_jobs WHERE id = '%s'",
-		     job);
+	test_db_getf(job, sizeof(job), conn, "SELECT importer.submit_job('noop', NULL::uuid)");
+	test_db_expectf(conn, "noop pending t t upsert f",
+	                "SELECT concat_ws(' ', kind, status, file_id IS NULL, collection IS NULL, "
+	                "import_mode, dry_run) FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 }
 END_TEST
 
 START_TEST(bad_kind_or_option_is_rejected_with_22023)
 {
 	const char *const calls[] = {
-		"submit_job('xml', " SMALL_CSV ")",
-		"submit_job('', " SMALL_CSV ")",
-		"submit_job('CSV', " SMALL_CSV ")",
-		"submit_job('csv', " SMALL_CSV ", '{\"colour\": \"red\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"user\": \"" USER_B "\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"mode\": \"merge\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"mode\": 1}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"delimiter\": \";;\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"delimiter\": \"\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"batch_size\": 0}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"batch_size\": \"0\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"batch_size\": 1.5}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"priority\": 1}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"priority\": \"10\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"max_attempts\": 0}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"dry_run\": \"maybe\"}')",
-		"submit_job('csv', " SMALL_CSV ", '{\"collection\": \"\"}')",
-		"submit_job('csv', " SMALL_CSV ", '[]')",
-		"submit_job('csv', NULL::uuid)",
-		"submit_job('noop', NULL::uuid, '{\"priority\": 1}')",
+	    "submit_job('xml', " SMALL_CSV ")",
+	    "submit_job('', " SMALL_CSV ")",
+	    "submit_job('CSV', " SMALL_CSV ")",
+	    "submit_job('csv', " SMALL_CSV ", '{\"colour\": \"red\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"user\": \"" USER_B "\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"mode\": \"merge\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"mode\": 1}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"delimiter\": \";;\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"delimiter\": \"\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"batch_size\": 0}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"batch_size\": \"0\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"batch_size\": 1.5}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"priority\": 1}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"priority\": \"10\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"max_attempts\": 0}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"dry_run\": \"maybe\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '{\"collection\": \"\"}')",
+	    "submit_job('csv', " SMALL_CSV ", '[]')",
+	    "submit_job('csv', NULL::uuid)",
+	    "submit_job('noop', NULL::uuid, '{\"priority\": 1}')",
 	};
 	char job[ID_LEN];
 
 	act_as(conn, "importer_api", USER_A);
 	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
-		expect_error(conn, "22023", "SELECT importer.%s", calls[i]);
+		test_db_expect_errorf(conn, "22023", "SELECT importer.%s", calls[i]);
 	/* Lowering one's own priority is fine. */
-	get_value(job, sizeof(job), conn,
-		  "SELECT importer.submit_job('noop', NULL::uuid, '{\"priority\": -5}')");
-	expect_value(conn, "-5", "SELECT priority FROM importer.import_jobs WHERE id = '%s'", job);
+	test_db_getf(job, sizeof(job), conn,
+	             "SELECT importer.submit_job('noop', NULL::uuid, '{\"priority\": -5}')");
+	test_db_expectf(conn, "-5", "SELECT priority FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	act_as_superuser(conn);
-	expect_value(conn, "1 0", "SELECT (SELECT count(*) FROM importer.import_jobs) || ' ' || "
-				  "(SELECT count(*) FROM importer.import_files)");
+	test_db_expectf(conn, "1 0",
+	                "SELECT (SELECT count(*) FROM importer.import_jobs) || ' ' || "
+	                "(SELECT count(*) FROM importer.import_files)");
 }
 END_TEST
 
@@ -449,14 +393,14 @@ START_TEST(chunk_over_8_mib_is_rejected_with_22023)
 	PGresult *res;
 
 	act_as(conn, "importer_api", USER_A);
-	get_value(fid, sizeof(fid), conn, "SELECT importer.begin_upload('big.csv')");
+	test_db_getf(fid, sizeof(fid), conn, "SELECT importer.begin_upload('big.csv')");
 	snprintf(sql, sizeof(sql), "SELECT importer.append_chunk('%s', 0, $1)", fid);
 	expect_error_bytes(conn, "22023", sql, big, max + 1, NULL);
 	res = exec_bytes(conn, sql, big, max, NULL);
 	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
 	PQclear(res);
-	expect_value(conn, "8388608", "SELECT size FROM importer.import_files WHERE id = '%s'",
-		     fid);
+	test_db_expectf(conn, "8388608", "SELECT size FROM importer.import_files WHERE id = '%s'",
+	                fid);
 	free(big);
 }
 END_TEST
@@ -464,40 +408,41 @@ END_TEST
 START_TEST(idempotency_key_returns_the_first_job)
 {
 	const char *submit = "SELECT importer.submit_job('csv', " SMALL_CSV
-			     ", '{\"idempotency_key\": \"k-1\", \"file_name\": \"a.csv\"}')";
+	                     ", '{\"idempotency_key\": \"k-1\", \"file_name\": \"a.csv\"}')";
 	char first[ID_LEN], again[ID_LEN], other[ID_LEN], of_b[ID_LEN];
 
 	act_as(conn, "importer_api", USER_A);
-	get_value(first, sizeof(first), conn, "%s", submit);
-	get_value(again, sizeof(again), conn, "%s", submit);
+	test_db_getf(first, sizeof(first), conn, "%s", submit);
+	test_db_getf(again, sizeof(again), conn, "%s", submit);
 	ck_assert_str_eq(again, first);
 	/* Even with other options, and even once the user is at their limit. */
-	get_value(again, sizeof(again), conn,
-		  "SELECT importer.submit_job('noop', NULL::uuid, "
-		  "'{\"idempotency_key\": \"k-1\", \"mode\": \"append\"}')");
+	test_db_getf(again, sizeof(again), conn,
+	             "SELECT importer.submit_job('noop', NULL::uuid, "
+	             "'{\"idempotency_key\": \"k-1\", \"mode\": \"append\"}')");
 	ck_assert_str_eq(again, first);
 	act_as_superuser(conn);
 	set_user_limit(USER_A, 1);
 	act_as(conn, "importer_api", USER_A);
-	get_value(again, sizeof(again), conn, "%s", submit);
+	test_db_getf(again, sizeof(again), conn, "%s", submit);
 	ck_assert_str_eq(again, first);
-	expect_error(conn, "53400",
-		     "SELECT importer.submit_job('csv', " SMALL_CSV ", "
-		     "'{\"idempotency_key\": \"k-2\"}')");
+	test_db_expect_errorf(conn, "53400",
+	                      "SELECT importer.submit_job('csv', " SMALL_CSV ", "
+	                      "'{\"idempotency_key\": \"k-2\"}')");
 	act_as_superuser(conn);
-	exec_sql(conn, "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
+	test_db_execf(conn, "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
 	act_as(conn, "importer_api", USER_A);
-	get_value(other, sizeof(other), conn,
-		  "SELECT importer.submit_job('csv', " SMALL_CSV ", "
-		  "'{\"idempotency_key\": \"k-2\"}')");
+	test_db_getf(other, sizeof(other), conn,
+	             "SELECT importer.submit_job('csv', " SMALL_CSV ", "
+	             "'{\"idempotency_key\": \"k-2\"}')");
 	ck_assert_str_ne(other, first);
 	/* Keys are per user. */
 	act_as(conn, "importer_api", USER_B);
-	get_value(of_b, sizeof(of_b), conn, "%s", submit);
+	test_db_getf(of_b, sizeof(of_b), conn, "%s", submit);
 	ck_assert_str_ne(of_b, first);
 	act_as_superuser(conn);
-	expect_value(conn, "3 3", "SELECT (SELECT count(*) FROM importer.import_jobs) || ' ' || "
-				  "(SELECT count(*) FROM importer.import_files)");
+	test_db_expectf(conn, "3 3",
+	                "SELECT (SELECT count(*) FROM importer.import_jobs) || ' ' || "
+	                "(SELECT count(*) FROM importer.import_files)");
 }
 END_TEST
 
@@ -516,8 +461,8 @@ START_TEST(twenty_concurrent_submits_respect_a_limit_of_five)
 	/* All twenty are in flight before any result is read. */
 	for (int i = 0; i < N; i++)
 		ck_assert_msg(PQsendQuery(cs[i], "SELECT importer.submit_job('csv', " SMALL_CSV
-						 ", '{\"file_name\": \"race.csv\"}')") == 1,
-			      "%s", PQerrorMessage(cs[i]));
+		                                 ", '{\"file_name\": \"race.csv\"}')") == 1,
+		              "%s", PQerrorMessage(cs[i]));
 	deadline = now_ms() + 20000;
 	for (int i = 0; i < N; i++) {
 		PGresult *res = await_result(cs[i], deadline);
@@ -534,10 +479,11 @@ START_TEST(twenty_concurrent_submits_respect_a_limit_of_five)
 	}
 	ck_assert_int_eq(ok, 5);
 	ck_assert_int_eq(limited, 15);
-	expect_value(conn, "5 5",
-		     "SELECT (SELECT count(*) FROM importer.import_jobs WHERE user_id = '" USER_A
-		     "' AND status IN ('pending', 'processing', 'paused')) || ' ' || "
-		     "(SELECT count(*) FROM importer.import_files WHERE user_id = '" USER_A "')");
+	test_db_expectf(conn, "5 5",
+	                "SELECT (SELECT count(*) FROM importer.import_jobs WHERE user_id = '" USER_A
+	                "' AND status IN ('pending', 'processing', 'paused')) || ' ' || "
+	                "(SELECT count(*) FROM importer.import_files WHERE user_id = '" USER_A
+	                "')");
 }
 END_TEST
 
@@ -549,15 +495,16 @@ START_TEST(retry_respects_the_active_job_limit)
 	new_job(failed, USER_A, "failed");
 	set_user_limit(USER_A, 1);
 	act_as(conn, "importer_api", USER_A);
-	expect_error(conn, "53400", "SELECT * FROM importer.retry_job('%s')", failed);
-	expect_error(conn, "53400", "SELECT * FROM importer.retry_job('%s', true)", failed);
+	test_db_expect_errorf(conn, "53400", "SELECT * FROM importer.retry_job('%s')", failed);
+	test_db_expect_errorf(conn, "53400", "SELECT * FROM importer.retry_job('%s', true)",
+	                      failed);
 	/* Another user is not affected by A's limit. */
 	act_as_superuser(conn);
-	expect_value(conn, "failed", "SELECT status FROM importer.import_jobs WHERE id = '%s'",
-		     failed);
+	test_db_expectf(conn, "failed", "SELECT status FROM importer.import_jobs WHERE id = '%s'",
+	                failed);
 	new_job(failed, USER_B, "failed");
 	act_as(conn, "importer_api", USER_B);
-	expect_value(conn, "pending", "SELECT status FROM importer.retry_job('%s')", failed);
+	test_db_expectf(conn, "pending", "SELECT status FROM importer.retry_job('%s')", failed);
 }
 END_TEST
 
@@ -569,12 +516,12 @@ static const struct {
 	const char *call;
 	const char *args;
 } ops[] = {
-	[CANCEL] = {"cancel", "status FROM importer.cancel_job", ""},
-	[PAUSE] = {"pause", "status FROM importer.pause_job", ""},
-	[RESUME] = {"resume", "status FROM importer.resume_job", ""},
-	[RETRY] = {"retry", "status FROM importer.retry_job", ", false"},
-	[RETRY_RESTART] = {"retry(restart)", "status FROM importer.retry_job", ", true"},
-	[DELETE] = {"delete", "importer.delete_job", ""},
+    [CANCEL] = {"cancel", "status FROM importer.cancel_job", ""},
+    [PAUSE] = {"pause", "status FROM importer.pause_job", ""},
+    [RESUME] = {"resume", "status FROM importer.resume_job", ""},
+    [RETRY] = {"retry", "status FROM importer.retry_job", ", false"},
+    [RETRY_RESTART] = {"retry(restart)", "status FROM importer.retry_job", ", true"},
+    [DELETE] = {"delete", "importer.delete_job", ""},
 };
 
 /* DESIGN.md's state x operation table. want: "55000" (refused, row untouched),
@@ -586,42 +533,42 @@ static const struct cell {
 	bool cancel_requested;
 	bool pause_requested;
 } cells[] = {
-	{"pending", CANCEL, "cancelled", false, false},
-	{"pending", PAUSE, "paused", false, false},
-	{"pending", RESUME, "=", false, false},
-	{"pending", RETRY, "55000", false, false},
-	{"pending", RETRY_RESTART, "55000", false, false},
-	{"pending", DELETE, "55000", false, false},
-	{"processing", CANCEL, "processing", true, false},
-	{"processing", PAUSE, "processing", false, true},
-	{"processing", RESUME, "=", false, false},
-	{"processing", RETRY, "55000", false, false},
-	{"processing", RETRY_RESTART, "55000", false, false},
-	{"processing", DELETE, "55000", false, false},
-	{"paused", CANCEL, "cancelled", false, false},
-	{"paused", PAUSE, "=", false, false},
-	{"paused", RESUME, "pending", false, false},
-	{"paused", RETRY, "55000", false, false},
-	{"paused", RETRY_RESTART, "55000", false, false},
-	{"paused", DELETE, "55000", false, false},
-	{"completed", CANCEL, "55000", false, false},
-	{"completed", PAUSE, "55000", false, false},
-	{"completed", RESUME, "55000", false, false},
-	{"completed", RETRY, "55000", false, false},
-	{"completed", RETRY_RESTART, "55000", false, false},
-	{"completed", DELETE, "gone", false, false},
-	{"failed", CANCEL, "55000", false, false},
-	{"failed", PAUSE, "55000", false, false},
-	{"failed", RESUME, "55000", false, false},
-	{"failed", RETRY, "pending", false, false},
-	{"failed", RETRY_RESTART, "pending", false, false},
-	{"failed", DELETE, "gone", false, false},
-	{"cancelled", CANCEL, "55000", false, false},
-	{"cancelled", PAUSE, "55000", false, false},
-	{"cancelled", RESUME, "55000", false, false},
-	{"cancelled", RETRY, "pending", false, false},
-	{"cancelled", RETRY_RESTART, "pending", false, false},
-	{"cancelled", DELETE, "gone", false, false},
+    {"pending", CANCEL, "cancelled", false, false},
+    {"pending", PAUSE, "paused", false, false},
+    {"pending", RESUME, "=", false, false},
+    {"pending", RETRY, "55000", false, false},
+    {"pending", RETRY_RESTART, "55000", false, false},
+    {"pending", DELETE, "55000", false, false},
+    {"processing", CANCEL, "processing", true, false},
+    {"processing", PAUSE, "processing", false, true},
+    {"processing", RESUME, "=", false, false},
+    {"processing", RETRY, "55000", false, false},
+    {"processing", RETRY_RESTART, "55000", false, false},
+    {"processing", DELETE, "55000", false, false},
+    {"paused", CANCEL, "cancelled", false, false},
+    {"paused", PAUSE, "=", false, false},
+    {"paused", RESUME, "pending", false, false},
+    {"paused", RETRY, "55000", false, false},
+    {"paused", RETRY_RESTART, "55000", false, false},
+    {"paused", DELETE, "55000", false, false},
+    {"completed", CANCEL, "55000", false, false},
+    {"completed", PAUSE, "55000", false, false},
+    {"completed", RESUME, "55000", false, false},
+    {"completed", RETRY, "55000", false, false},
+    {"completed", RETRY_RESTART, "55000", false, false},
+    {"completed", DELETE, "gone", false, false},
+    {"failed", CANCEL, "55000", false, false},
+    {"failed", PAUSE, "55000", false, false},
+    {"failed", RESUME, "55000", false, false},
+    {"failed", RETRY, "pending", false, false},
+    {"failed", RETRY_RESTART, "pending", false, false},
+    {"failed", DELETE, "gone", false, false},
+    {"cancelled", CANCEL, "55000", false, false},
+    {"cancelled", PAUSE, "55000", false, false},
+    {"cancelled", RESUME, "55000", false, false},
+    {"cancelled", RETRY, "pending", false, false},
+    {"cancelled", RETRY_RESTART, "pending", false, false},
+    {"cancelled", DELETE, "gone", false, false},
 };
 
 #define N_CELLS (int)(sizeof(cells) / sizeof(cells[0]))
@@ -638,97 +585,102 @@ START_TEST(every_state_and_operation_behaves_as_designed)
 	snprintf(label, sizeof(label), "%s %s", cell->state, ops[cell->op].name);
 	new_job(job, USER_A, cell->state);
 	/* History the ops must keep or drop: one log line and one record error. */
-	exec_sql(conn, "INSERT INTO importer.import_logs (job_id, event, message) "
-		       "VALUES ('%s', 'test.line', 'hello'); "
-		       "INSERT INTO importer.import_errors (job_id, record_index, message) "
-		       "VALUES ('%s', 1, 'bad row')",
-		 job, job);
-	get_value(before, sizeof(before), conn, ROW_SQL, job);
+	test_db_execf(conn,
+	              "INSERT INTO importer.import_logs (job_id, event, message) "
+	              "VALUES ('%s', 'test.line', 'hello'); "
+	              "INSERT INTO importer.import_errors (job_id, record_index, message) "
+	              "VALUES ('%s', 1, 'bad row')",
+	              job, job);
+	test_db_getf(before, sizeof(before), conn, ROW_SQL, job);
 
 	act_as(conn, "importer_api", USER_A);
 	snprintf(sql, sizeof(sql), "SELECT %s('%s'%s)", ops[cell->op].call, job,
-		 ops[cell->op].args);
+	         ops[cell->op].args);
 	res = PQexec(conn, sql);
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	if (strcmp(cell->want, "55000") == 0) {
 		ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR && state != NULL &&
-				      strcmp(state, "55000") == 0,
-			      "%s: expected 55000, got %s", label,
-			      PQresultStatus(res) == PGRES_FATAL_ERROR ? PQresultErrorMessage(res)
-								       : "success");
+		                  strcmp(state, "55000") == 0,
+		              "%s: expected 55000, got %s", label,
+		              PQresultStatus(res) == PGRES_FATAL_ERROR ? PQresultErrorMessage(res)
+		                                                       : "success");
 	} else {
 		ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", label,
-			      PQresultErrorMessage(res));
+		              PQresultErrorMessage(res));
 		if (cell->op != DELETE)
 			ck_assert_msg(strcmp(PQgetvalue(res, 0, 0),
-					     cell->want[0] == '=' ? cell->state : cell->want) == 0,
-				      "%s: the op returned status %s", label,
-				      PQgetvalue(res, 0, 0));
+			                     cell->want[0] == '=' ? cell->state : cell->want) == 0,
+			              "%s: the op returned status %s", label,
+			              PQgetvalue(res, 0, 0));
 	}
 	PQclear(res);
 	act_as_superuser(conn);
 
 	if (strcmp(cell->want, "55000") == 0 || strcmp(cell->want, "=") == 0) {
-		get_value(after, sizeof(after), conn, ROW_SQL, job);
+		test_db_getf(after, sizeof(after), conn, ROW_SQL, job);
 		ck_assert_msg(strcmp(before, after) == 0, "%s changed the row:\n%s\n%s", label,
-			      before, after);
+		              before, after);
 		return;
 	}
 	if (strcmp(cell->want, "gone") == 0) {
-		expect_value(conn, "0 0 0",
-			     "SELECT (SELECT count(*) FROM importer.import_jobs WHERE id = '%s') "
-			     "|| ' ' || (SELECT count(*) FROM importer.import_logs "
-			     "WHERE job_id = '%s') "
-			     "|| ' ' || (SELECT count(*) FROM importer.import_errors "
-			     "WHERE job_id = '%s')",
-			     job, job, job);
+		test_db_expectf(
+		    conn, "0 0 0",
+		    "SELECT (SELECT count(*) FROM importer.import_jobs WHERE id = '%s') "
+		    "|| ' ' || (SELECT count(*) FROM importer.import_logs "
+		    "WHERE job_id = '%s') "
+		    "|| ' ' || (SELECT count(*) FROM importer.import_errors "
+		    "WHERE job_id = '%s')",
+		    job, job, job);
 		return;
 	}
 	snprintf(sql, sizeof(sql), "%s %s %s", cell->want, cell->cancel_requested ? "t" : "f",
-		 cell->pause_requested ? "t" : "f");
-	expect_value(conn, sql,
-		     "SELECT concat_ws(' ', status, cancel_requested, pause_requested) "
-		     "FROM importer.import_jobs WHERE id = '%s'",
-		     job);
+	         cell->pause_requested ? "t" : "f");
+	test_db_expectf(conn, sql,
+	                "SELECT concat_ws(' ', status, cancel_requested, pause_requested) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	if (strcmp(cell->want, "cancelled") == 0)
-		expect_value(conn, "t done",
-			     "SELECT concat_ws(' ', completed_at <= now(), phase) "
-			     "FROM importer.import_jobs WHERE id = '%s'",
-			     job);
+		test_db_expectf(conn, "t done",
+		                "SELECT concat_ws(' ', completed_at <= now(), phase) "
+		                "FROM importer.import_jobs WHERE id = '%s'",
+		                job);
 	if (strcmp(cell->want, "paused") == 0 || strcmp(cell->want, "processing") == 0)
-		expect_value(conn, "t", "SELECT completed_at IS NULL FROM importer.import_jobs "
-					"WHERE id = '%s'",
-			     job);
+		test_db_expectf(conn, "t",
+		                "SELECT completed_at IS NULL FROM importer.import_jobs "
+		                "WHERE id = '%s'",
+		                job);
 	if (strcmp(cell->want, "pending") == 0)
-		expect_value(conn, "queued t t t t",
-			     "SELECT concat_ws(' ', phase, completed_at IS NULL, "
-			     "error_message IS NULL, run_after <= now(), worker_id IS NULL) "
-			     "FROM importer.import_jobs WHERE id = '%s'",
-			     job);
+		test_db_expectf(conn, "queued t t t t",
+		                "SELECT concat_ws(' ', phase, completed_at IS NULL, "
+		                "error_message IS NULL, run_after <= now(), worker_id IS NULL) "
+		                "FROM importer.import_jobs WHERE id = '%s'",
+		                job);
 	if (cell->op == RETRY)
 		/* From the checkpoint: progress, counters and record errors stay. */
-		expect_value(conn, "0 0 {\"chunk\": 0, \"offset\": 123} 40 10 1 1",
-			     "SELECT concat_ws(' ', attempts, rescues, checkpoint, progress, "
-			     "processed_items, (SELECT count(*) FROM importer.import_errors e "
-			     "WHERE e.job_id = j.id), (SELECT count(*) FROM importer.import_logs l "
-			     "WHERE l.job_id = j.id)) FROM importer.import_jobs j WHERE id = '%s'",
-			     job);
+		test_db_expectf(
+		    conn, "0 0 {\"chunk\": 0, \"offset\": 123} 40 10 1 1",
+		    "SELECT concat_ws(' ', attempts, rescues, checkpoint, progress, "
+		    "processed_items, (SELECT count(*) FROM importer.import_errors e "
+		    "WHERE e.job_id = j.id), (SELECT count(*) FROM importer.import_logs l "
+		    "WHERE l.job_id = j.id)) FROM importer.import_jobs j WHERE id = '%s'",
+		    job);
 	if (cell->op == RETRY_RESTART)
 		/* From zero: checkpoint, progress, counters and errors go; logs stay. */
-		expect_value(conn, "0 0 t 0 0 0 1",
-			     "SELECT concat_ws(' ', attempts, rescues, checkpoint IS NULL, "
-			     "progress, processed_items, "
-			     "(SELECT count(*) FROM importer.import_errors e "
-			     "WHERE e.job_id = j.id), (SELECT count(*) FROM importer.import_logs l "
-			     "WHERE l.job_id = j.id)) FROM importer.import_jobs j WHERE id = '%s'",
-			     job);
+		test_db_expectf(
+		    conn, "0 0 t 0 0 0 1",
+		    "SELECT concat_ws(' ', attempts, rescues, checkpoint IS NULL, "
+		    "progress, processed_items, "
+		    "(SELECT count(*) FROM importer.import_errors e "
+		    "WHERE e.job_id = j.id), (SELECT count(*) FROM importer.import_logs l "
+		    "WHERE l.job_id = j.id)) FROM importer.import_jobs j WHERE id = '%s'",
+		    job);
 }
 END_TEST
 
 START_TEST(clear_jobs_deletes_only_the_callers_finished_jobs)
 {
 	const char *const mine[] = {"completed", "completed", "failed",
-				    "cancelled", "pending",   "processing"};
+	                            "cancelled", "pending",   "processing"};
 	char job[ID_LEN];
 
 	for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
@@ -737,22 +689,22 @@ START_TEST(clear_jobs_deletes_only_the_callers_finished_jobs)
 	new_job(job, USER_B, "failed");
 
 	act_as(conn, "importer_api", USER_A);
-	expect_error(conn, "22023", "SELECT importer.clear_jobs('pending')");
-	expect_error(conn, "22023", "SELECT importer.clear_jobs('processing')");
-	expect_error(conn, "22023", "SELECT importer.clear_jobs('paused')");
-	expect_error(conn, "22023", "SELECT importer.clear_jobs('bogus')");
-	expect_value(conn, "1", "SELECT importer.clear_jobs('failed')");
-	expect_value(conn, "cancelled completed completed pending processing",
-		     "SELECT string_agg(status, ' ' ORDER BY status) FROM importer.import_jobs");
-	expect_value(conn, "3", "SELECT importer.clear_jobs()");
-	expect_value(conn, "pending processing",
-		     "SELECT string_agg(status, ' ' ORDER BY status) FROM importer.import_jobs");
-	expect_value(conn, "0", "SELECT importer.clear_jobs()");
-	expect_value(conn, "0", "SELECT importer.clear_jobs('completed')");
+	test_db_expect_errorf(conn, "22023", "SELECT importer.clear_jobs('pending')");
+	test_db_expect_errorf(conn, "22023", "SELECT importer.clear_jobs('processing')");
+	test_db_expect_errorf(conn, "22023", "SELECT importer.clear_jobs('paused')");
+	test_db_expect_errorf(conn, "22023", "SELECT importer.clear_jobs('bogus')");
+	test_db_expectf(conn, "1", "SELECT importer.clear_jobs('failed')");
+	test_db_expectf(conn, "cancelled completed completed pending processing",
+	                "SELECT string_agg(status, ' ' ORDER BY status) FROM importer.import_jobs");
+	test_db_expectf(conn, "3", "SELECT importer.clear_jobs()");
+	test_db_expectf(conn, "pending processing",
+	                "SELECT string_agg(status, ' ' ORDER BY status) FROM importer.import_jobs");
+	test_db_expectf(conn, "0", "SELECT importer.clear_jobs()");
+	test_db_expectf(conn, "0", "SELECT importer.clear_jobs('completed')");
 	act_as_superuser(conn);
-	expect_value(conn, "completed failed",
-		     "SELECT string_agg(status, ' ' ORDER BY status) FROM importer.import_jobs "
-		     "WHERE user_id = '" USER_B "'");
+	test_db_expectf(conn, "completed failed",
+	                "SELECT string_agg(status, ' ' ORDER BY status) FROM importer.import_jobs "
+	                "WHERE user_id = '" USER_B "'");
 }
 END_TEST
 

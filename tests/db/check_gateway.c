@@ -58,13 +58,13 @@ static void start_gateway_with(const char *extra)
 	const char *argv[] = {IMPORTER_GATEWAY_BIN, NULL};
 	char addr[64];
 	const char *env[] = {database_env,
-			     addr,
-			     "IMPORTER_JWT_SECRET=" SECRET,
-			     "IMPORTER_MAX_UPLOAD_BYTES=100000",
-			     "IMPORTER_SSE_HEARTBEAT_MS=200",
-			     "IMPORTER_DB_POOL=2",
-			     extra,
-			     NULL};
+	                     addr,
+	                     "IMPORTER_JWT_SECRET=" SECRET,
+	                     "IMPORTER_MAX_UPLOAD_BYTES=100000",
+	                     "IMPORTER_SSE_HEARTBEAT_MS=200",
+	                     "IMPORTER_DB_POOL=2",
+	                     extra,
+	                     NULL};
 
 	port = test_free_port();
 	snprintf(addr, sizeof(addr), "IMPORTER_HTTP_ADDR=127.0.0.1:%d", port);
@@ -112,7 +112,7 @@ static void send_all(int fd, const char *p, size_t n)
 
 /* Sends a request; token NULL = none; extra: more header lines ("X: y\r\n"). */
 static int send_req(const char *method, const char *path, const char *token, const char *extra,
-		    const char *body, size_t blen)
+                    const char *body, size_t blen)
 {
 	char head[32768];
 	int fd = dial();
@@ -120,12 +120,13 @@ static int send_req(const char *method, const char *path, const char *token, con
 
 	if (token != NULL)
 		n = snprintf(head, sizeof(head),
-			     "%s %s HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s"
-			     "Content-Length: %zu\r\n\r\n",
-			     method, path, token, extra != NULL ? extra : "", blen);
+		             "%s %s HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s"
+		             "Content-Length: %zu\r\n\r\n",
+		             method, path, token, extra != NULL ? extra : "", blen);
 	else
-		n = snprintf(head, sizeof(head), "%s %s HTTP/1.0\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n",
-			     method, path, extra != NULL ? extra : "", blen);
+		n = snprintf(head, sizeof(head),
+		             "%s %s HTTP/1.0\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n", method,
+		             path, extra != NULL ? extra : "", blen);
 	ck_assert_int_lt(n, (int)sizeof(head));
 	send_all(fd, head, (size_t)n);
 	if (blen > 0)
@@ -144,7 +145,7 @@ static long now_ms(void)
 /* Reads into buf (appending at *len) until needle appears or the deadline.
  * Returns true when found. */
 static bool read_until(int fd, char *buf, size_t cap, size_t *len, const char *needle,
-		       int timeout_ms)
+                       int timeout_ms)
 {
 	long deadline = now_ms() + timeout_ms;
 
@@ -172,14 +173,14 @@ struct resp {
 };
 
 static int request(struct resp *r, const char *method, const char *path, const char *token,
-		   const char *extra, const char *body, size_t blen)
+                   const char *extra, const char *body, size_t blen)
 {
 	int fd = send_req(method, path, token, extra, body, blen);
 	size_t len = 0;
 	const char *sep;
 
 	ck_assert_msg(read_until(fd, r->raw, sizeof(r->raw), &len, NULL, 10000), "%s %s: timeout",
-		      method, path);
+	              method, path);
 	close(fd);
 	r->status = 0;
 	sscanf(r->raw, "HTTP/1.%*d %d", &r->status);
@@ -335,10 +336,10 @@ START_TEST(job_routes_and_their_errors)
 	/* multipart/form-data from a browser form. */
 	{
 		static const char form[] =
-			"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n"
-			"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
-			"filename=\"pets.csv\"\r\nContent-Type: text/csv\r\n\r\nid\r\n7\r\n"
-			"\r\n--XyZ--\r\n";
+		    "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n"
+		    "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
+		    "filename=\"pets.csv\"\r\nContent-Type: text/csv\r\n\r\nid\r\n7\r\n"
+		    "\r\n--XyZ--\r\n";
 
 		EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_a,
 		       "Content-Type: multipart/form-data; boundary=XyZ\r\n", form,
@@ -369,7 +370,7 @@ START_TEST(job_routes_and_their_errors)
 	EXPECT(&r, 400, "DELETE", "/api/jobs?status=pending", tok_a, NULL, NULL, 0);
 	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
 	ck_assert_ptr_nonnull(strstr(r.body, "importer_http_requests_total{route=\"job_get\","
-					     "status=\"404\"}"));
+	                                     "status=\"404\"}"));
 	ck_assert_ptr_nonnull(strstr(r.body, "importer_db_pool_live 2"));
 	stop_gateway();
 }
@@ -380,8 +381,9 @@ START_TEST(jwt_attacks_get_401)
 	struct resp r;
 	char *t, bad[1200], big[20000];
 	/* {"alg":"none","typ":"JWT"} . {"sub":A,"exp":9999999999} . (empty) */
-	const char *none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
-			   "eyJzdWIiOiJhYWFhYWFhYS0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMGEiLCJleHAiOjk5OTk5OTk5OTl9.";
+	const char *none =
+	    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+	    "eyJzdWIiOiJhYWFhYWFhYS0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMGEiLCJleHAiOjk5OTk5OTk5OTl9.";
 
 	start_gateway();
 	EXPECT(&r, 401, "GET", "/api/jobs", NULL, NULL, NULL, 0);
@@ -405,7 +407,7 @@ START_TEST(jwt_attacks_get_401)
 	big[sizeof(big) - 1] = '\0';
 	request(&r, "GET", "/api/jobs", big, NULL, NULL, 0);
 	ck_assert_msg(r.status == 401 || r.status == 413 || r.status == 431 || r.status == 400,
-		      "%d", r.status);
+	              "%d", r.status);
 	ck_assert_ptr_null(strstr(gw.buf, tok_a)); /* tokens never reach the log */
 	stop_gateway();
 }
@@ -429,7 +431,7 @@ START_TEST(sse_job_stream_snapshot_changes_end_and_reconnect)
 	snprintf(path, sizeof(path), "/api/jobs/%s/events?access_token=%s", id, tok_a);
 	fd = open_sse(path, NULL, NULL);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"status\" : \"pending\"", 5000),
-		      "%s", buf);
+	              "%s", buf);
 	ck_assert_ptr_nonnull(strstr(buf, "Content-Type: text/event-stream"));
 	ck_assert_ptr_nonnull(strstr(buf, "retry: "));
 	ck_assert_ptr_nonnull(strstr(buf, "id: "));
@@ -437,20 +439,24 @@ START_TEST(sse_job_stream_snapshot_changes_end_and_reconnect)
 	/* The stream survives idle time with heartbeats (interval 200 ms here). */
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, ": ping", 3000), "%s", buf);
 	sql("UPDATE importer.import_jobs SET status='processing', phase='importing', progress=40,"
-	    " worker_id='w1' WHERE id='%s'", id);
+	    " worker_id='w1' WHERE id='%s'",
+	    id);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 40", 5000), "%s", buf);
 	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'batch',"
-	    " 'wrote 2 records')", id);
+	    " 'wrote 2 records')",
+	    id);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: log", 5000), "%s", buf);
 	p = strstr(buf, "event: log");
 	ck_assert_ptr_nonnull(strstr(p, "wrote 2 records"));
 	sql("UPDATE importer.import_jobs SET progress=70 WHERE id='%s'", id);
 	sql("UPDATE importer.import_jobs SET status='completed', phase='done', progress=100"
-	    " WHERE id='%s'", id);
+	    " WHERE id='%s'",
+	    id);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: end", 5000), "%s", buf);
 	/* In order: 40 before 70 before completed (70 may be coalesced away). */
 	{
-		char *a = strstr(buf, "\"progress\" : 40"), *c = strstr(buf, "\"status\" : \"completed\"");
+		char *a = strstr(buf, "\"progress\" : 40"),
+		     *c = strstr(buf, "\"status\" : \"completed\"");
 		char *b = strstr(buf, "\"progress\" : 70");
 
 		ck_assert_ptr_nonnull(a);
@@ -503,7 +509,7 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		ck_assert_int_eq(connect(slow, (struct sockaddr *)&sa, sizeof(sa)), 0);
 		n = snprintf(head, sizeof(head),
-			     "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_a);
+		             "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_a);
 		send_all(slow, head, (size_t)n);
 	}
 	fd = open_sse("/api/events", tok_a, NULL);
@@ -515,24 +521,28 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 		char q[512];
 
 		snprintf(q, sizeof(q),
-			 "UPDATE importer.import_jobs SET current_step = repeat('x', 4000) || %d"
-			 " WHERE id = '%s'", i, id);
+		         "UPDATE importer.import_jobs SET current_step = repeat('x', 4000) || %d"
+		         " WHERE id = '%s'",
+		         i, id);
 		sql_raw(q);
 	}
 	sql("UPDATE importer.import_jobs SET status='failed', phase='done', error_message='boom'"
-	    " WHERE id='%s'", id);
+	    " WHERE id='%s'",
+	    id);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: end", 10000), "%s",
-		      buf + (len > 2000 ? len - 2000 : 0));
+	              buf + (len > 2000 ? len - 2000 : 0));
 	ck_assert_ptr_nonnull(strstr(buf, "\"status\" : \"failed\""));
 	(void)slow_buf;
 	close(slow);
 	close(fd);
 
 	/* wait=true: 202 after wait_timeout, 200 once the job ends. */
-	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop&wait=true&wait_timeout=1", tok_a, NULL, NULL, 0);
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop&wait=true&wait_timeout=1", tok_a, NULL, NULL,
+	       0);
 	{
-		int wfd = send_req("POST", "/api/jobs?kind=noop&wait=true&wait_timeout=20&collection=w",
-				   tok_a, NULL, NULL, 0);
+		int wfd =
+		    send_req("POST", "/api/jobs?kind=noop&wait=true&wait_timeout=20&collection=w",
+		             tok_a, NULL, NULL, 0);
 		PGconn *c = test_db_connect(DB);
 		PGresult *res;
 		size_t wlen = 0;
@@ -540,7 +550,8 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 
 		/* Wait until the job exists, then complete it like a worker. */
 		for (;;) {
-			res = test_db_exec(c, "SELECT id FROM importer.import_jobs WHERE collection='w'");
+			res = test_db_exec(
+			    c, "SELECT id FROM importer.import_jobs WHERE collection='w'");
 			if (PQntuples(res) == 1 || now_ms() - t0 > 5000)
 				break;
 			PQclear(res);
@@ -550,11 +561,13 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 		snprintf(path, sizeof(path), "%s", PQgetvalue(res, 0, 0));
 		PQclear(res);
 		PQfinish(c);
-		sql("UPDATE importer.import_jobs SET status='completed', phase='done' WHERE id='%s'",
+		sql("UPDATE importer.import_jobs SET status='completed', phase='done' WHERE "
+		    "id='%s'",
 		    path);
 		ck_assert_msg(read_until(wfd, buf, sizeof(buf), &wlen, NULL, 5000), "no answer");
-		ck_assert_msg(strncmp(buf, "HTTP/1.0 200", 12) == 0 || strncmp(buf, "HTTP/1.1 200", 12) == 0,
-			      "%s", buf);
+		ck_assert_msg(strncmp(buf, "HTTP/1.0 200", 12) == 0 ||
+		                  strncmp(buf, "HTTP/1.1 200", 12) == 0,
+		              "%s", buf);
 		close(wfd);
 	}
 	stop_gateway();
@@ -589,7 +602,7 @@ static void allow_connections(bool allow)
 	char q[256];
 
 	snprintf(q, sizeof(q), "ALTER DATABASE \"%s\" WITH ALLOW_CONNECTIONS %s", DB,
-		 allow ? "true" : "false");
+	         allow ? "true" : "false");
 	PQclear(test_db_exec(c, q));
 	PQfinish(c);
 }
@@ -600,9 +613,9 @@ static void allow_connections(bool allow)
 static int terminate(const char *app)
 {
 	char *v = admin_value("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
-			      " FROM pg_stat_activity WHERE application_name = '%s'"
-			      " AND datname = '%s'",
-			      app, DB);
+	                      " FROM pg_stat_activity WHERE application_name = '%s'"
+	                      " AND datname = '%s'",
+	                      app, DB);
 	int n = atoi(v);
 
 	free(v);
@@ -611,7 +624,7 @@ static int terminate(const char *app)
 
 /* Polls path until it answers want (poll() between tries); false at the deadline. */
 static bool wait_status(struct resp *r, const char *path, const char *token, int want,
-			int timeout_ms)
+                        int timeout_ms)
 {
 	long deadline = now_ms() + timeout_ms;
 
@@ -638,7 +651,7 @@ START_TEST(listen_reconnect_resnapshots_streams)
 	snprintf(path, sizeof(path), "/api/jobs/%s/events", id);
 	fd = open_sse(path, tok_a, NULL);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"status\" : \"pending\"", 5000),
-		      "%s", buf);
+	              "%s", buf);
 	EXPECT(&r, 200, "GET", "/readyz", NULL, NULL, NULL, 0);
 	db = test_db_connect(DB);
 	allow_connections(false);
@@ -648,21 +661,20 @@ START_TEST(listen_reconnect_resnapshots_streams)
 	ck_assert_ptr_nonnull(strstr(r.body, "\"pool_live\":2")); /* only LISTEN was hit */
 	/* A change while nobody listens: its NOTIFY is lost for good. */
 	PQclear(test_db_exec(db, "UPDATE importer.import_jobs SET status='processing',"
-				 " phase='importing', progress=33, worker_id='w1'"
-				 " WHERE kind = 'csv' AND status = 'pending'"));
+	                         " phase='importing', progress=33, worker_id='w1'"
+	                         " WHERE kind = 'csv' AND status = 'pending'"));
 	/* Still unready while the database refuses the reconnect. */
 	EXPECT(&r, 503, "GET", "/readyz", NULL, NULL, NULL, 0);
 	allow_connections(true);
 	ck_assert_msg(wait_status(&r, "/readyz", NULL, 200, 10000), "%s", r.raw);
 	/* The fresh snapshot after the reconnect carries the missed change. */
-	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 33", 5000), "%s",
-		      buf);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 33", 5000), "%s", buf);
 	/* And the new LISTEN works: later changes still stream. */
 	sql("UPDATE importer.import_jobs SET progress=66 WHERE id='%s'", id);
-	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 66", 5000), "%s",
-		      buf);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"progress\" : 66", 5000), "%s", buf);
 	sql("UPDATE importer.import_jobs SET status='completed', phase='done', progress=100"
-	    " WHERE id='%s'", id);
+	    " WHERE id='%s'",
+	    id);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: end", 5000), "%s", buf);
 	close(fd);
 	PQfinish(db);
@@ -684,13 +696,15 @@ START_TEST(pool_loss_gives_503_and_recovers)
 	snprintf(path, sizeof(path), "/api/jobs/%s", id);
 	/* A request that waits on the database when its connection dies. */
 	lock = test_db_connect(DB);
-	PQclear(test_db_exec(lock, "BEGIN; LOCK TABLE importer.import_jobs IN ACCESS EXCLUSIVE MODE"));
+	PQclear(
+	    test_db_exec(lock, "BEGIN; LOCK TABLE importer.import_jobs IN ACCESS EXCLUSIVE MODE"));
 	fd = send_req("GET", path, tok_a, NULL, NULL, 0);
 	t0 = now_ms();
 	for (;;) {
-		v = admin_value("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
-				" AND application_name = 'importer-gateway' AND wait_event_type = 'Lock'",
-				DB);
+		v = admin_value(
+		    "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+		    " AND application_name = 'importer-gateway' AND wait_event_type = 'Lock'",
+		    DB);
 		if (strcmp(v, "1") == 0 || now_ms() - t0 > 5000)
 			break;
 		free(v);
@@ -702,8 +716,9 @@ START_TEST(pool_loss_gives_503_and_recovers)
 	ck_assert_int_eq(terminate("importer-gateway"), 2);
 	ck_assert_msg(read_until(fd, raw, sizeof(raw), &len, NULL, 5000), "no answer: %s", raw);
 	close(fd);
-	ck_assert_msg(strncmp(raw, "HTTP/1.1 503", 12) == 0 || strncmp(raw, "HTTP/1.0 503", 12) == 0,
-		      "%s", raw);
+	ck_assert_msg(strncmp(raw, "HTTP/1.1 503", 12) == 0 ||
+	                  strncmp(raw, "HTTP/1.0 503", 12) == 0,
+	              "%s", raw);
 	ck_assert_ptr_nonnull(strstr(raw, "Retry-After: 1"));
 	ck_assert_ptr_nonnull(strstr(raw, "\"code\":\"unavailable\""));
 	PQclear(test_db_exec(lock, "ROLLBACK"));
@@ -747,7 +762,8 @@ START_TEST(per_user_limits_answer_429)
 		size_t len = 0;
 
 		fds[i] = open_sse("/api/events", tok_c, NULL);
-		ck_assert_msg(read_until(fds[i], raw, sizeof(raw), &len, "retry: ", 5000), "%s", raw);
+		ck_assert_msg(read_until(fds[i], raw, sizeof(raw), &len, "retry: ", 5000), "%s",
+		              raw);
 	}
 	/* The third stream of the same user: 429 JSON with Retry-After. */
 	EXPECT(&r, 429, "GET", "/api/events", tok_c, NULL, NULL, 0);
@@ -830,11 +846,14 @@ START_TEST(global_stream_logs_for_one_job)
 	snprintf(path, sizeof(path), "/api/events?logs_for=%s", j1);
 	fd = open_sse(path, tok_d, NULL);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "j1-history", 5000), "%s", buf);
-	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', 'j2-live')",
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', "
+	    "'j2-live')",
 	    j2);
-	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', 'b-live')",
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', "
+	    "'b-live')",
 	    jb);
-	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', 'j1-live')",
+	sql("INSERT INTO importer.import_logs (job_id, event, message) VALUES ('%s', 'e', "
+	    "'j1-live')",
 	    j1);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "j1-live", 5000), "%s", buf);
 	/* Job changes of both jobs arrive; log lines only of j1. */
@@ -850,10 +869,9 @@ START_TEST(global_stream_logs_for_one_job)
 }
 END_TEST
 
-
 /* Like read_until, but looks for needle only from offset from on (for long streams). */
 static bool read_until_at(int fd, char *buf, size_t cap, size_t *len, size_t from,
-			  const char *needle, int timeout_ms)
+                          const char *needle, int timeout_ms)
 {
 	long deadline = now_ms() + timeout_ms;
 	size_t nl = strlen(needle);
@@ -917,11 +935,11 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		ck_assert_int_eq(connect(slow_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 		n = snprintf(head, sizeof(head),
-			     "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_e);
+		             "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_e);
 		send_all(slow_fd, head, (size_t)n);
 	}
 	ck_assert_msg(read_until(slow_fd, slow_buf, sizeof(slow_buf), &slen, id, 5000), "%s",
-		      slow_buf);
+	              slow_buf);
 	fast_fd = open_sse("/api/events", tok_e, NULL);
 	ck_assert_msg(read_until(fast_fd, fast, sizeof(fast), &flen, id, 5000), "%s", fast);
 	/* Progress in lock step: the fast client gets every state promptly while
@@ -932,33 +950,34 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 		size_t mark = flen;
 
 		snprintf(q, sizeof(q),
-			 "UPDATE importer.import_jobs SET status='processing', worker_id='w',"
-			 " current_step = repeat('x', 16000) || %d, progress = %d WHERE id = '%s'",
-			 i, i / 5, id);
+		         "UPDATE importer.import_jobs SET status='processing', worker_id='w',"
+		         " current_step = repeat('x', 16000) || %d, progress = %d WHERE id = '%s'",
+		         i, i / 5, id);
 		PQclear(test_db_exec(db, q));
 		snprintf(needle, sizeof(needle), "x%d\"", i);
 		ck_assert_msg(read_until_at(fast_fd, fast, sizeof(fast), &flen, mark, needle, 3000),
-			      "fast client missed step %d", i);
+		              "fast client missed step %d", i);
 		if (first_drop == 0 && i % 5 == 0 && dropped_events() > 0)
 			first_drop = i;
 	}
 	ck_assert_msg(first_drop > 0, "no event was dropped after %d steps", i);
 	PQclear(test_db_exec(db, "UPDATE importer.import_jobs SET status='failed', phase='done',"
-				 " error_message='boom', current_step='last' WHERE kind='csv'"
-				 " AND user_id='" USER_E "'"));
+	                         " error_message='boom', current_step='last' WHERE kind='csv'"
+	                         " AND user_id='" USER_E "'"));
 	ck_assert_msg(read_until_at(fast_fd, fast, sizeof(fast), &flen, 0, "event: end", 5000),
-		      "%s", fast + (flen > 2000 ? flen - 2000 : 0));
+	              "%s", fast + (flen > 2000 ? flen - 2000 : 0));
 	/* Now the slow client reads: the terminal state and "end" were kept, and
 	 * a fresh snapshot follows once its queue drained. */
 	if (!read_until_at(slow_fd, slow_buf, sizeof(slow_buf), &slen, 0, "event: end", 10000)) {
 		test_proc_wait_for(&gw, "\"nothing\"", 100);
 		ck_abort_msg("slow client: no end (%zu bytes): %s\nlog: %s", slen,
-			     slow_buf + (slen > 300 ? slen - 300 : 0), gw.buf);
+		             slow_buf + (slen > 300 ? slen - 300 : 0), gw.buf);
 	}
 	after_end = strstr(slow_buf, "event: end");
 	ck_assert_msg(read_until_at(slow_fd, slow_buf, sizeof(slow_buf), &slen,
-				    (size_t)(after_end - slow_buf), "\"current_step\" : \"last\"", 5000),
-		      "no snapshot after end: %s", after_end);
+	                            (size_t)(after_end - slow_buf), "\"current_step\" : \"last\"",
+	                            5000),
+	              "no snapshot after end: %s", after_end);
 	ck_assert_ptr_nonnull(strstr(after_end, "event: job"));
 	/* Each step was one distinct state: fewer job events means drops. */
 	for (const char *p = slow_buf; (p = strstr(p, "event: job")) != NULL && p < after_end; p++)
@@ -981,7 +1000,6 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 }
 END_TEST
 
-
 /* Waits until n of the gateway's pool backends wait for a lock. */
 static void wait_lock_waiters(int n)
 {
@@ -992,9 +1010,9 @@ static void wait_lock_waiters(int n)
 	snprintf(want, sizeof(want), "%d", n);
 	for (;;) {
 		v = admin_value("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
-				" AND application_name = 'importer-gateway'"
-				" AND wait_event_type = 'Lock'",
-				DB);
+		                " AND application_name = 'importer-gateway'"
+		                " AND wait_event_type = 'Lock'",
+		                DB);
 		if (strcmp(v, want) == 0 || now_ms() - t0 > 5000)
 			break;
 		free(v);
@@ -1019,16 +1037,16 @@ START_TEST(sigterm_drains_requests_and_ends_streams)
 	snprintf(path, sizeof(path), "/api/jobs/%s/events", id);
 	sfd = open_sse(path, tok_a, NULL);
 	ck_assert_msg(read_until(sfd, sse, sizeof(sse), &slen, "\"status\" : \"pending\"", 5000),
-		      "%s", sse);
+	              "%s", sse);
 	snap = strstr(sse, "event: job");
 	/* Two requests waiting on the database: one will be let through during
 	 * the drain, the other is still stuck at its deadline. */
 	jobs_lock = test_db_connect(DB);
 	records_lock = test_db_connect(DB);
 	PQclear(test_db_exec(jobs_lock,
-			     "BEGIN; LOCK TABLE importer.import_jobs IN ACCESS EXCLUSIVE MODE"));
+	                     "BEGIN; LOCK TABLE importer.import_jobs IN ACCESS EXCLUSIVE MODE"));
 	PQclear(test_db_exec(records_lock,
-			     "BEGIN; LOCK TABLE importer.records IN ACCESS EXCLUSIVE MODE"));
+	                     "BEGIN; LOCK TABLE importer.records IN ACCESS EXCLUSIVE MODE"));
 	snprintf(path, sizeof(path), "/api/jobs/%s", id);
 	afd = send_req("GET", path, tok_a, NULL, NULL, 0);
 	bfd = send_req("GET", "/api/records", tok_a, NULL, NULL, 0);

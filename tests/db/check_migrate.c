@@ -39,19 +39,20 @@ START_TEST(apply_to_empty_then_again_is_a_noop)
 	char err[1024];
 	int applied;
 
-	applied = migrate_apply(conn, migrations_embedded, migrations_embedded_count, err,
-				sizeof(err));
+	applied =
+	    migrate_apply(conn, migrations_embedded, migrations_embedded_count, err, sizeof(err));
 	ck_assert_msg(applied == (int)migrations_embedded_count, "applied %d: %s", applied, err);
 	ck_assert_int_eq(count_applied(), (int)migrations_embedded_count);
 	/* What DESIGN.md names exists. */
-	PQclear(test_db_exec(conn, "SELECT importer.current_user_id(), "
-				   "'importer.import_jobs'::regclass, 'importer.import_logs'::regclass, "
-				   "'importer.import_errors'::regclass, 'importer.import_files'::regclass, "
-				   "'importer.import_file_chunks'::regclass, 'importer.records'::regclass, "
-				   "'importer.settings'::regclass, 'importer.notifications'::regclass, "
-				   "'importer.job_overview'::regclass, 'importer.import_stats'::regclass"));
-	applied = migrate_apply(conn, migrations_embedded, migrations_embedded_count, err,
-				sizeof(err));
+	PQclear(test_db_exec(
+	    conn, "SELECT importer.current_user_id(), "
+	          "'importer.import_jobs'::regclass, 'importer.import_logs'::regclass, "
+	          "'importer.import_errors'::regclass, 'importer.import_files'::regclass, "
+	          "'importer.import_file_chunks'::regclass, 'importer.records'::regclass, "
+	          "'importer.settings'::regclass, 'importer.notifications'::regclass, "
+	          "'importer.job_overview'::regclass, 'importer.import_stats'::regclass"));
+	applied =
+	    migrate_apply(conn, migrations_embedded, migrations_embedded_count, err, sizeof(err));
 	ck_assert_msg(applied == 0, "second run applied %d: %s", applied, err);
 	ck_assert_int_eq(count_applied(), (int)migrations_embedded_count);
 }
@@ -60,10 +61,10 @@ END_TEST
 START_TEST(versions_are_ordered_and_unique)
 {
 	for (size_t i = 1; i < migrations_embedded_count; i++)
-		ck_assert_msg(strcmp(migrations_embedded[i - 1].version,
-				     migrations_embedded[i].version) < 0,
-			      "%s before %s", migrations_embedded[i - 1].version,
-			      migrations_embedded[i].version);
+		ck_assert_msg(
+		    strcmp(migrations_embedded[i - 1].version, migrations_embedded[i].version) < 0,
+		    "%s before %s", migrations_embedded[i - 1].version,
+		    migrations_embedded[i].version);
 	ck_assert_uint_gt(migrations_embedded_count, 0);
 }
 END_TEST
@@ -83,7 +84,7 @@ START_TEST(eight_concurrent_runners_apply_each_migration_once)
 	ck_assert_int_eq(count_applied(), (int)migrations_embedded_count);
 	/* The settings defaults went in once, not eight times. */
 	dups = test_db_value(conn, "SELECT count(*) FROM (SELECT key FROM importer.settings "
-				   "WHERE user_id IS NULL GROUP BY key HAVING count(*) > 1) d");
+	                           "WHERE user_id IS NULL GROUP BY key HAVING count(*) > 1) d");
 	ck_assert_str_eq(dups, "0");
 	free(dups);
 }
@@ -92,22 +93,22 @@ END_TEST
 START_TEST(a_failing_migration_leaves_nothing_and_stops)
 {
 	const struct migration bad[] = {
-		{"9001_good", "CREATE TABLE importer.t_good (x int);"},
-		{"9002_bad", "CREATE TABLE importer.t_half (x int); SELECT 1/0;"},
-		{"9003_never", "CREATE TABLE importer.t_never (x int);"},
+	    {"9001_good", "CREATE TABLE importer.t_good (x int);"},
+	    {"9002_bad", "CREATE TABLE importer.t_half (x int); SELECT 1/0;"},
+	    {"9003_never", "CREATE TABLE importer.t_never (x int);"},
 	};
 	char err[1024];
 	char *v;
 
 	ck_assert_int_eq(migrate_apply(conn, bad, 3, err, sizeof(err)), -1);
 	ck_assert_msg(strstr(err, "9002_bad") != NULL && strstr(err, "division by zero") != NULL,
-		      "error should name the migration and the cause: %s", err);
+	              "error should name the migration and the cause: %s", err);
 	v = test_db_value(conn, "SELECT string_agg(version, ',' ORDER BY version) "
-				"FROM importer.schema_migrations");
+	                        "FROM importer.schema_migrations");
 	ck_assert_str_eq(v, "9001_good");
 	free(v);
 	v = test_db_value(conn, "SELECT to_regclass('importer.t_half') IS NULL AND "
-				"to_regclass('importer.t_never') IS NULL");
+	                        "to_regclass('importer.t_never') IS NULL");
 	ck_assert_str_eq(v, "t");
 	free(v);
 	/* The connection is usable afterwards, outside any transaction. */

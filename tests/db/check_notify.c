@@ -18,7 +18,7 @@
 #define ID_LEN    37
 #define MAX_NOTES 32
 
-static PGconn *conn;	 /* superuser: the operator, or the worker */
+static PGconn *conn;     /* superuser: the operator, or the worker */
 static PGconn *listener; /* LISTENs on every channel, like the worker and gateway together */
 static int markers;
 
@@ -39,42 +39,7 @@ struct event {
 	long long seq;
 };
 
-__attribute__((format(printf, 3, 0))) static void vformat(char *buf, size_t len, const char *fmt,
-							   va_list ap)
-{
-	int n = vsnprintf(buf, len, fmt, ap);
-
-	ck_assert_msg(n >= 0 && (size_t)n < len, "SQL too long: %s", fmt);
-}
-
-__attribute__((format(printf, 2, 3))) static void exec_sql(PGconn *c, const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	PQclear(test_db_exec(c, sql));
-}
-
-/* Copies the single value of a query into out ("" for NULL). */
-__attribute__((format(printf, 4, 5))) static void get_value(char *out, size_t len, PGconn *c,
-							    const char *fmt, ...)
-{
-	char sql[4096];
-	char *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = test_db_value(c, sql);
-	ck_assert_msg(strlen(v) < len, "%s\n-- value too long: %s", sql, v);
-	strcpy(out, v);
-	free(v);
-}
-
+/* The single value of a query, as an integer. */
 __attribute__((format(printf, 2, 3))) static long long get_int(PGconn *c, const char *fmt, ...)
 {
 	char sql[4096];
@@ -83,7 +48,7 @@ __attribute__((format(printf, 2, 3))) static long long get_int(PGconn *c, const 
 	va_list ap;
 
 	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
 	va_end(ap);
 	v = test_db_value(c, sql);
 	n = atoll(v);
@@ -94,14 +59,16 @@ __attribute__((format(printf, 2, 3))) static long long get_int(PGconn *c, const 
 /* The gateway's identity, session-wide: SET ROLE role and importer.user_id = user. */
 static void act_as(PGconn *c, const char *role, const char *user)
 {
-	exec_sql(c, "SELECT set_config('role', '%s', false), set_config('importer.user_id', '%s', "
-		    "false)",
-		 role, user);
+	test_db_execf(
+	    c,
+	    "SELECT set_config('role', '%s', false), set_config('importer.user_id', '%s', "
+	    "false)",
+	    role, user);
 }
 
 static void act_as_superuser(PGconn *c)
 {
-	exec_sql(c, "RESET ROLE; SELECT set_config('importer.user_id', '', false)");
+	test_db_execf(c, "RESET ROLE; SELECT set_config('importer.user_id', '', false)");
 }
 
 static long now_ms(void)
@@ -121,7 +88,7 @@ static void collect(PGconn *sender, struct notes *out)
 	long deadline = now_ms() + 10000;
 
 	snprintf(marker, sizeof(marker), "m%d", ++markers);
-	exec_sql(sender, "NOTIFY test_marker, '%s'", marker);
+	test_db_execf(sender, "NOTIFY test_marker, '%s'", marker);
 	out->n = 0;
 	for (;;) {
 		PGnotify *n;
@@ -137,7 +104,7 @@ static void collect(PGconn *sender, struct notes *out)
 			}
 			ck_assert_int_lt(out->n, MAX_NOTES);
 			snprintf(out->v[out->n].channel, sizeof(out->v[0].channel), "%s",
-				 n->relname);
+			         n->relname);
 			snprintf(out->v[out->n].payload, sizeof(out->v[0].payload), "%s", n->extra);
 			out->n++;
 			PQfreemem(n);
@@ -175,17 +142,17 @@ static void parse_event(const char *payload, struct event *ev)
 	json_object *t, *job, *user, *seq;
 
 	ck_assert_msg(o != NULL && json_object_is_type(o, json_type_object), "not an object: %s",
-		      payload);
+	              payload);
 	ck_assert_msg(json_object_object_length(o) == 4, "expected 4 keys: %s", payload);
 	ck_assert_msg(json_object_object_get_ex(o, "t", &t) &&
-			      json_object_is_type(t, json_type_string) &&
-			      json_object_object_get_ex(o, "job_id", &job) &&
-			      json_object_is_type(job, json_type_string) &&
-			      json_object_object_get_ex(o, "user_id", &user) &&
-			      json_object_is_type(user, json_type_string) &&
-			      json_object_object_get_ex(o, "seq", &seq) &&
-			      json_object_is_type(seq, json_type_int),
-		      "bad event: %s", payload);
+	                  json_object_is_type(t, json_type_string) &&
+	                  json_object_object_get_ex(o, "job_id", &job) &&
+	                  json_object_is_type(job, json_type_string) &&
+	                  json_object_object_get_ex(o, "user_id", &user) &&
+	                  json_object_is_type(user, json_type_string) &&
+	                  json_object_object_get_ex(o, "seq", &seq) &&
+	                  json_object_is_type(seq, json_type_int),
+	              "bad event: %s", payload);
 	snprintf(ev->t, sizeof(ev->t), "%s", json_object_get_string(t));
 	snprintf(ev->job_id, sizeof(ev->job_id), "%s", json_object_get_string(job));
 	snprintf(ev->user_id, sizeof(ev->user_id), "%s", json_object_get_string(user));
@@ -214,10 +181,10 @@ static void new_job(char out[ID_LEN], const char *kind)
 
 	act_as(conn, "importer_api", USER_A);
 	if (strcmp(kind, "noop") == 0)
-		get_value(out, ID_LEN, conn, "SELECT importer.submit_job('noop', NULL::uuid)");
+		test_db_getf(out, ID_LEN, conn, "SELECT importer.submit_job('noop', NULL::uuid)");
 	else
-		get_value(out, ID_LEN, conn, "SELECT importer.submit_job('%s', " SMALL_CSV ")",
-			  kind);
+		test_db_getf(out, ID_LEN, conn, "SELECT importer.submit_job('%s', " SMALL_CSV ")",
+		             kind);
 	act_as_superuser(conn);
 	collect(conn, &ns);
 }
@@ -237,13 +204,15 @@ static void setup(void)
 	struct notes ns;
 
 	conn = test_db_connect(DB);
-	exec_sql(conn, "TRUNCATE importer.import_jobs, importer.import_logs, "
-		       "importer.import_errors, importer.import_files, "
-		       "importer.import_file_chunks, importer.records, importer.notifications, "
-		       "importer.replace_staging");
+	test_db_execf(conn,
+	              "TRUNCATE importer.import_jobs, importer.import_logs, "
+	              "importer.import_errors, importer.import_files, "
+	              "importer.import_file_chunks, importer.records, importer.notifications, "
+	              "importer.replace_staging");
 	listener = test_db_connect(DB);
-	exec_sql(listener, "LISTEN importer_jobs; LISTEN importer_control; LISTEN importer_events; "
-			   "LISTEN importer_notifications; LISTEN test_marker");
+	test_db_execf(listener,
+	              "LISTEN importer_jobs; LISTEN importer_control; LISTEN importer_events; "
+	              "LISTEN importer_notifications; LISTEN test_marker");
 	collect(conn, &ns);
 }
 
@@ -261,19 +230,19 @@ START_TEST(submit_wakes_workers_and_browsers_once_it_commits)
 	char job[ID_LEN];
 	const char *wake;
 
-	exec_sql(gw, "BEGIN");
-	exec_sql(gw, "SELECT set_config('role', 'importer_api', true), "
-		     "set_config('importer.user_id', '" USER_A "', true)");
-	get_value(job, sizeof(job), gw, "SELECT importer.submit_job('csv', " SMALL_CSV ")");
+	test_db_execf(gw, "BEGIN");
+	test_db_execf(gw, "SELECT set_config('role', 'importer_api', true), "
+	                  "set_config('importer.user_id', '" USER_A "', true)");
+	test_db_getf(job, sizeof(job), gw, "SELECT importer.submit_job('csv', " SMALL_CSV ")");
 	/* Not committed yet: nobody hears of it. */
 	collect(conn, &ns);
 	ck_assert_int_eq(ns.n, 0);
-	exec_sql(gw, "COMMIT");
+	test_db_execf(gw, "COMMIT");
 	collect(conn, &ns);
 	ck_assert_int_eq(count_on(&ns, "importer_jobs"), 1);
 	wake = payload_on(&ns, "importer_jobs", 0);
 	ck_assert_msg(wake[0] == '\0' || strspn(wake, "0123456789") == strlen(wake),
-		      "importer_jobs payload must be empty or a count: %s", wake);
+	              "importer_jobs payload must be empty or a count: %s", wake);
 	ck_assert_int_eq(the_event(&ns, "job", job), row_seq(job));
 	ck_assert_int_eq(ns.n, 2);
 	PQfinish(gw);
@@ -288,34 +257,35 @@ START_TEST(cancel_and_pause_reach_the_running_worker_on_importer_control)
 	new_job(running, "noop");
 	new_job(other, "noop");
 	new_job(queued, "noop");
-	exec_sql(conn, "UPDATE importer.import_jobs SET status = 'processing', worker_id = 'w-1', "
-		       "lease_id = gen_random_uuid(), heartbeat_at = now() "
-		       "WHERE id IN ('%s', '%s')",
-		 running, other);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET status = 'processing', worker_id = 'w-1', "
+	              "lease_id = gen_random_uuid(), heartbeat_at = now() "
+	              "WHERE id IN ('%s', '%s')",
+	              running, other);
 	collect(conn, &ns);
 	ck_assert_int_eq(count_on(&ns, "importer_control"), 0);
 
 	act_as(conn, "importer_api", USER_A);
-	exec_sql(conn, "SELECT importer.cancel_job('%s')", running);
+	test_db_execf(conn, "SELECT importer.cancel_job('%s')", running);
 	collect(conn, &ns);
 	ck_assert_int_eq(count_on(&ns, "importer_control"), 1);
 	ck_assert_str_eq(payload_on(&ns, "importer_control", 0), running);
 	ck_assert_int_eq(the_event(&ns, "job", running), row_seq(running));
 
-	exec_sql(conn, "SELECT importer.pause_job('%s')", other);
+	test_db_execf(conn, "SELECT importer.pause_job('%s')", other);
 	collect(conn, &ns);
 	ck_assert_int_eq(count_on(&ns, "importer_control"), 1);
 	ck_assert_str_eq(payload_on(&ns, "importer_control", 0), other);
 	ck_assert_int_eq(the_event(&ns, "job", other), row_seq(other));
 
 	/* Asking again changes nothing and says nothing. */
-	exec_sql(conn, "SELECT importer.cancel_job('%s')", running);
-	exec_sql(conn, "SELECT importer.pause_job('%s')", other);
+	test_db_execf(conn, "SELECT importer.cancel_job('%s')", running);
+	test_db_execf(conn, "SELECT importer.pause_job('%s')", other);
 	collect(conn, &ns);
 	ck_assert_int_eq(ns.n, 0);
 
 	/* A queued job is cancelled on the spot: browsers hear it, no worker needs to. */
-	exec_sql(conn, "SELECT importer.cancel_job('%s')", queued);
+	test_db_execf(conn, "SELECT importer.cancel_job('%s')", queued);
 	collect(conn, &ns);
 	ck_assert_int_eq(count_on(&ns, "importer_control"), 0);
 	ck_assert_int_eq(the_event(&ns, "job", queued), row_seq(queued));
@@ -325,10 +295,10 @@ END_TEST
 START_TEST(operator_update_streams_job_events_with_increasing_seq)
 {
 	const char *const steps[] = {
-		"status = 'processing', worker_id = 'w-1', heartbeat_at = now()",
-		"progress = 50, processed_items = 10, heartbeat_at = now()",
-		"current_step = 'importing rows'",
-		"status = 'failed', error_message = 'operator says no'",
+	    "status = 'processing', worker_id = 'w-1', heartbeat_at = now()",
+	    "progress = 50, processed_items = 10, heartbeat_at = now()",
+	    "current_step = 'importing rows'",
+	    "status = 'failed', error_message = 'operator says no'",
 	};
 	char job[ID_LEN];
 	struct notes ns;
@@ -336,7 +306,8 @@ START_TEST(operator_update_streams_job_events_with_increasing_seq)
 
 	new_job(job, "csv");
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-		exec_sql(conn, "UPDATE importer.import_jobs SET %s WHERE id = '%s'", steps[i], job);
+		test_db_execf(conn, "UPDATE importer.import_jobs SET %s WHERE id = '%s'", steps[i],
+		              job);
 		collect(conn, &ns);
 		seq = the_event(&ns, "job", job);
 		ck_assert_int_eq(seq, row_seq(job));
@@ -346,7 +317,7 @@ START_TEST(operator_update_streams_job_events_with_increasing_seq)
 	/* The failure also went to the owner's outbox. */
 	ck_assert_int_eq(count_on(&ns, "importer_notifications"), 1);
 	ck_assert_msg(strstr(payload_on(&ns, "importer_notifications", 0), "job.failed") != NULL,
-		      "%s", payload_on(&ns, "importer_notifications", 0));
+	              "%s", payload_on(&ns, "importer_notifications", 0));
 }
 END_TEST
 
@@ -359,19 +330,21 @@ START_TEST(log_lines_stream_as_log_events)
 
 	new_job(job, "csv");
 	job_seq = row_seq(job);
-	id = get_int(conn, "INSERT INTO importer.import_logs (job_id, event, message) "
-			   "VALUES ('%s', 'batch.done', 'rows 1-10') RETURNING id",
-		     job);
+	id = get_int(conn,
+	             "INSERT INTO importer.import_logs (job_id, event, message) "
+	             "VALUES ('%s', 'batch.done', 'rows 1-10') RETURNING id",
+	             job);
 	collect(conn, &ns);
 	ck_assert_int_eq(the_event(&ns, "log", job), id);
 	ck_assert_int_gt(id, job_seq);
 	ck_assert_int_eq(ns.n, 1);
 
 	/* Several lines in one statement: events up to the newest line. */
-	id = get_int(conn, "WITH l AS (INSERT INTO importer.import_logs (job_id, event, message) "
-			   "SELECT '%s', 'batch.done', 'line ' || g FROM generate_series(1, 3) g "
-			   "RETURNING id) SELECT max(id) FROM l",
-		     job);
+	id = get_int(conn,
+	             "WITH l AS (INSERT INTO importer.import_logs (job_id, event, message) "
+	             "SELECT '%s', 'batch.done', 'line ' || g FROM generate_series(1, 3) g "
+	             "RETURNING id) SELECT max(id) FROM l",
+	             job);
 	collect(conn, &ns);
 	ck_assert_int_ge(count_on(&ns, "importer_events"), 1);
 	seq = 0;
@@ -393,11 +366,12 @@ START_TEST(deleting_a_job_streams_a_job_event)
 	long long before;
 
 	new_job(job, "csv");
-	exec_sql(conn, "UPDATE importer.import_jobs SET status = 'failed' WHERE id = '%s'", job);
+	test_db_execf(conn, "UPDATE importer.import_jobs SET status = 'failed' WHERE id = '%s'",
+	              job);
 	before = row_seq(job);
 	collect(conn, &ns);
 	act_as(conn, "importer_api", USER_A);
-	exec_sql(conn, "SELECT importer.delete_job('%s')", job);
+	test_db_execf(conn, "SELECT importer.delete_job('%s')", job);
 	act_as_superuser(conn);
 	collect(conn, &ns);
 	ck_assert_int_gt(the_event(&ns, "job", job), before);
@@ -411,22 +385,26 @@ START_TEST(heartbeat_only_update_is_silent)
 	long long before, seq;
 
 	new_job(job, "csv");
-	exec_sql(conn, "UPDATE importer.import_jobs SET status = 'processing', worker_id = 'w-1', "
-		       "lease_id = gen_random_uuid(), heartbeat_at = now() WHERE id = '%s'",
-		 job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET status = 'processing', worker_id = 'w-1', "
+	              "lease_id = gen_random_uuid(), heartbeat_at = now() WHERE id = '%s'",
+	              job);
 	collect(conn, &ns);
 	before = row_seq(job);
 
-	exec_sql(conn, "UPDATE importer.import_jobs SET heartbeat_at = now() + interval '1 s' "
-		       "WHERE id = '%s'",
-		 job);
-	exec_sql(conn, "UPDATE importer.import_jobs SET heartbeat_at = now() + interval '2 s' "
-		       "WHERE id = '%s'",
-		 job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET heartbeat_at = now() + interval '1 s' "
+	              "WHERE id = '%s'",
+	              job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET heartbeat_at = now() + interval '2 s' "
+	              "WHERE id = '%s'",
+	              job);
 	/* Then a change a browser must see: it is the first thing heard. */
-	exec_sql(conn, "UPDATE importer.import_jobs SET heartbeat_at = now(), progress = 10 "
-		       "WHERE id = '%s'",
-		 job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET heartbeat_at = now(), progress = 10 "
+	              "WHERE id = '%s'",
+	              job);
 	collect(conn, &ns);
 	ck_assert_int_eq(ns.n, 1);
 	seq = the_event(&ns, "job", job);
@@ -434,9 +412,10 @@ START_TEST(heartbeat_only_update_is_silent)
 	ck_assert_int_gt(seq, before);
 
 	/* Nothing at all for a heartbeat on its own, and seq stays. */
-	exec_sql(conn, "UPDATE importer.import_jobs SET heartbeat_at = now() + interval '3 s' "
-		       "WHERE id = '%s'",
-		 job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET heartbeat_at = now() + interval '3 s' "
+	              "WHERE id = '%s'",
+	              job);
 	collect(conn, &ns);
 	ck_assert_int_eq(ns.n, 0);
 	ck_assert_int_eq(row_seq(job), seq);
@@ -449,16 +428,18 @@ START_TEST(rolled_back_changes_are_silent)
 	struct notes ns;
 
 	new_job(job, "csv");
-	exec_sql(conn, "BEGIN");
-	exec_sql(conn, "UPDATE importer.import_jobs SET status = 'failed' WHERE id = '%s'", job);
-	exec_sql(conn, "INSERT INTO importer.import_logs (job_id, event, message) "
-		       "VALUES ('%s', 'x', 'y')",
-		 job);
-	exec_sql(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
-		       "'{\"user_id\": \"" USER_A "\"}')");
-	exec_sql(conn, "SELECT set_config('importer.user_id', '" USER_A "', true)");
-	exec_sql(conn, "SELECT importer.cancel_job(importer.submit_job('noop', NULL::uuid))");
-	exec_sql(conn, "ROLLBACK");
+	test_db_execf(conn, "BEGIN");
+	test_db_execf(conn, "UPDATE importer.import_jobs SET status = 'failed' WHERE id = '%s'",
+	              job);
+	test_db_execf(conn,
+	              "INSERT INTO importer.import_logs (job_id, event, message) "
+	              "VALUES ('%s', 'x', 'y')",
+	              job);
+	test_db_execf(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
+	                    "'{\"user_id\": \"" USER_A "\"}')");
+	test_db_execf(conn, "SELECT set_config('importer.user_id', '" USER_A "', true)");
+	test_db_execf(conn, "SELECT importer.cancel_job(importer.submit_job('noop', NULL::uuid))");
+	test_db_execf(conn, "ROLLBACK");
 	collect(conn, &ns);
 	ck_assert_int_eq(ns.n, 0);
 }

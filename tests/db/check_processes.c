@@ -117,7 +117,7 @@ START_TEST(gateway_is_unready_without_its_database)
 	char addr[64], body[4096];
 	int port = test_free_port();
 	const char *env[] = {"DATABASE_URL=postgresql://nobody@127.0.0.1:1/x", addr,
-			     "IMPORTER_JWT_SECRET=test-secret", NULL};
+	                     "IMPORTER_JWT_SECRET=test-secret", NULL};
 	struct test_proc p;
 
 	snprintf(addr, sizeof(addr), "IMPORTER_HTTP_ADDR=127.0.0.1:%d", port);

@@ -26,76 +26,13 @@ static char b_upload[ID_LEN], b_file[ID_LEN];
 
 /* The user-owned tables that importer_api may read (plus the two views). */
 static const char *const user_tables[] = {
-	"import_jobs", "import_logs", "import_errors", "import_files", "records", "notifications",
+    "import_jobs", "import_logs", "import_errors", "import_files", "records", "notifications",
 };
-
-__attribute__((format(printf, 3, 0))) static void vformat(char *buf, size_t len, const char *fmt,
-							   va_list ap)
-{
-	int n = vsnprintf(buf, len, fmt, ap);
-
-	ck_assert_msg(n >= 0 && (size_t)n < len, "SQL too long: %s", fmt);
-}
-
-__attribute__((format(printf, 2, 3))) static void exec_sql(PGconn *c, const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	PQclear(test_db_exec(c, sql));
-}
-
-/* Copies the single value of a query into out ("" for NULL). */
-__attribute__((format(printf, 4, 5))) static void get_value(char *out, size_t len, PGconn *c,
-							    const char *fmt, ...)
-{
-	char sql[4096];
-	char *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = test_db_value(c, sql);
-	ck_assert_msg(strlen(v) < len, "%s\n-- value too long: %s", sql, v);
-	strcpy(out, v);
-	free(v);
-}
-
-__attribute__((format(printf, 3, 4))) static void expect_value(PGconn *c, const char *want,
-							       const char *fmt, ...)
-{
-	char sql[4096];
-	char *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = test_db_value(c, sql);
-	ck_assert_msg(strcmp(v, want) == 0, "%s\n-- expected '%s', got '%s'", sql, want, v);
-	free(v);
-}
-
-__attribute__((format(printf, 3, 4))) static void expect_error(PGconn *c, const char *sqlstate,
-							       const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	test_db_expect_error(c, sqlstate, sql);
-}
 
 /* Runs sql, which must fail. Copies its SQLSTATE, and its message with every
  * occurrence of id replaced by "<id>", so two failures can be compared. */
 static void failure_of(PGconn *c, const char *sql, const char *id, char state[6], char *msg,
-		       size_t len)
+                       size_t len)
 {
 	PGresult *res = PQexec(c, sql);
 	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -120,22 +57,24 @@ static void failure_of(PGconn *c, const char *sql, const char *id, char state[6]
 /* The gateway's identity, session-wide: SET ROLE role and importer.user_id = user. */
 static void act_as(PGconn *c, const char *role, const char *user)
 {
-	exec_sql(c, "SELECT set_config('role', '%s', false), set_config('importer.user_id', '%s', "
-		    "false)",
-		 role, user);
+	test_db_execf(
+	    c,
+	    "SELECT set_config('role', '%s', false), set_config('importer.user_id', '%s', "
+	    "false)",
+	    role, user);
 }
 
 /* A csv job of user in status, submitted on the user's behalf (as a worker may)
  * and then moved by a superuser UPDATE (as the worker would). */
 static void new_job(char out[ID_LEN], const char *user, const char *status)
 {
-	get_value(out, ID_LEN, conn,
-		  "SELECT importer.submit_job('csv', " SMALL_CSV ", jsonb_build_object("
-		  "'user_id', '%s', 'file_name', 'people.csv'))",
-		  user);
+	test_db_getf(out, ID_LEN, conn,
+	             "SELECT importer.submit_job('csv', " SMALL_CSV ", jsonb_build_object("
+	             "'user_id', '%s', 'file_name', 'people.csv'))",
+	             user);
 	if (strcmp(status, "pending") != 0)
-		exec_sql(conn, "UPDATE importer.import_jobs SET status = '%s' WHERE id = '%s'",
-			 status, out);
+		test_db_execf(conn, "UPDATE importer.import_jobs SET status = '%s' WHERE id = '%s'",
+		              status, out);
 }
 
 static void create_database(void)
@@ -148,34 +87,35 @@ static void create_database(void)
  * each, and an upload of B's that was never submitted. */
 static void seed(void)
 {
-	exec_sql(conn, "TRUNCATE importer.import_jobs, importer.import_logs, "
-		       "importer.import_errors, importer.import_files, "
-		       "importer.import_file_chunks, importer.records, importer.notifications, "
-		       "importer.replace_staging; "
-		       "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
+	test_db_execf(conn,
+	              "TRUNCATE importer.import_jobs, importer.import_logs, "
+	              "importer.import_errors, importer.import_files, "
+	              "importer.import_file_chunks, importer.records, importer.notifications, "
+	              "importer.replace_staging; "
+	              "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
 	new_job(a_pending, USER_A, "pending");
 	new_job(a_failed, USER_A, "failed");
 	new_job(b_pending, USER_B, "pending");
 	new_job(b_paused, USER_B, "paused");
 	new_job(b_failed, USER_B, "failed");
 	new_job(b_completed, USER_B, "completed");
-	exec_sql(conn, "INSERT INTO importer.import_logs (job_id, event, message) "
-		       "SELECT id, 'test.line', 'hello' FROM importer.import_jobs; "
-		       "INSERT INTO importer.import_errors (job_id, record_index, message) "
-		       "SELECT id, 1, 'bad row' FROM importer.import_jobs; "
-		       "INSERT INTO importer.records "
-		       "(user_id, collection, record_key, data, job_id) "
-		       "SELECT user_id, 'people', id::text, '{\"secret\":1}', id "
-		       "FROM importer.import_jobs; "
-		       "INSERT INTO importer.settings (key, value, user_id) VALUES "
-		       "('max_active_jobs_per_user', '50', '" USER_A "'), "
-		       "('max_active_jobs_per_user', '60', '" USER_B "')");
-	get_value(b_file, sizeof(b_file), conn,
-		  "SELECT file_id FROM importer.import_jobs WHERE id = '%s'", b_pending);
-	exec_sql(conn, "SELECT set_config('importer.user_id', '" USER_B "', false)");
-	get_value(b_upload, sizeof(b_upload), conn, "SELECT importer.begin_upload('b.csv')");
-	exec_sql(conn, "SELECT importer.append_chunk('%s', 0, " SMALL_CSV ")", b_upload);
-	exec_sql(conn, "SELECT set_config('importer.user_id', '', false)");
+	test_db_execf(conn, "INSERT INTO importer.import_logs (job_id, event, message) "
+	                    "SELECT id, 'test.line', 'hello' FROM importer.import_jobs; "
+	                    "INSERT INTO importer.import_errors (job_id, record_index, message) "
+	                    "SELECT id, 1, 'bad row' FROM importer.import_jobs; "
+	                    "INSERT INTO importer.records "
+	                    "(user_id, collection, record_key, data, job_id) "
+	                    "SELECT user_id, 'people', id::text, '{\"secret\":1}', id "
+	                    "FROM importer.import_jobs; "
+	                    "INSERT INTO importer.settings (key, value, user_id) VALUES "
+	                    "('max_active_jobs_per_user', '50', '" USER_A "'), "
+	                    "('max_active_jobs_per_user', '60', '" USER_B "')");
+	test_db_getf(b_file, sizeof(b_file), conn,
+	             "SELECT file_id FROM importer.import_jobs WHERE id = '%s'", b_pending);
+	test_db_execf(conn, "SELECT set_config('importer.user_id', '" USER_B "', false)");
+	test_db_getf(b_upload, sizeof(b_upload), conn, "SELECT importer.begin_upload('b.csv')");
+	test_db_execf(conn, "SELECT importer.append_chunk('%s', 0, " SMALL_CSV ")", b_upload);
+	test_db_execf(conn, "SELECT set_config('importer.user_id', '', false)");
 }
 
 static void setup(void)
@@ -197,51 +137,53 @@ static void fingerprint(char out[33], const char *user)
 	char w[128];
 
 	snprintf(w, sizeof(w), "('%s' = '' OR user_id::text = '%s')", user, user);
-	get_value(out, 33, conn,
-		  "SELECT md5(concat_ws('/', "
-		  "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_jobs t "
-		  "WHERE %s), "
-		  "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_logs t "
-		  "WHERE %s), "
-		  "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_errors t "
-		  "WHERE %s), "
-		  "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_files t "
-		  "WHERE %s), "
-		  "(SELECT string_agg(c.file_id || ':' || c.seq || ':' || md5(c.data), ',' "
-		  "ORDER BY c.file_id, c.seq) FROM importer.import_file_chunks c "
-		  "JOIN importer.import_files t ON t.id = c.file_id WHERE %s), "
-		  "(SELECT string_agg(t::text, ',' ORDER BY record_key) FROM importer.records t "
-		  "WHERE %s), "
-		  "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.notifications t "
-		  "WHERE %s), "
-		  "(SELECT string_agg(t::text, ',' ORDER BY key, user_id) FROM importer.settings t "
-		  "WHERE %s)))",
-		  w, w, w, w, w, w, w, w);
+	test_db_getf(
+	    out, 33, conn,
+	    "SELECT md5(concat_ws('/', "
+	    "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_jobs t "
+	    "WHERE %s), "
+	    "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_logs t "
+	    "WHERE %s), "
+	    "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_errors t "
+	    "WHERE %s), "
+	    "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.import_files t "
+	    "WHERE %s), "
+	    "(SELECT string_agg(c.file_id || ':' || c.seq || ':' || md5(c.data), ',' "
+	    "ORDER BY c.file_id, c.seq) FROM importer.import_file_chunks c "
+	    "JOIN importer.import_files t ON t.id = c.file_id WHERE %s), "
+	    "(SELECT string_agg(t::text, ',' ORDER BY record_key) FROM importer.records t "
+	    "WHERE %s), "
+	    "(SELECT string_agg(t::text, ',' ORDER BY id) FROM importer.notifications t "
+	    "WHERE %s), "
+	    "(SELECT string_agg(t::text, ',' ORDER BY key, user_id) FROM importer.settings t "
+	    "WHERE %s)))",
+	    w, w, w, w, w, w, w, w);
 }
 
 /* Reading chunks as c shows none of B's bytes (RLS filters them). */
 static void expect_b_chunks_hidden(PGconn *c)
 {
-	expect_value(c, "0",
-		     "SELECT count(*) FROM importer.import_file_chunks WHERE file_id IN ('%s', '%s')",
-		     b_upload, b_file);
+	test_db_expectf(
+	    c, "0",
+	    "SELECT count(*) FROM importer.import_file_chunks WHERE file_id IN ('%s', '%s')",
+	    b_upload, b_file);
 }
 
 /* c (importer_api without a usable identity) sees no user's rows and can do nothing. */
 static void expect_sees_nothing(PGconn *c)
 {
 	for (size_t i = 0; i < sizeof(user_tables) / sizeof(user_tables[0]); i++)
-		expect_value(c, "0", "SELECT count(*) FROM importer.%s", user_tables[i]);
-	expect_value(c, "0", "SELECT count(*) FROM importer.job_overview");
-	expect_value(c, "0", "SELECT count(*) FROM importer.import_stats");
-	expect_value(c, "0", "SELECT count(*) FROM importer.settings WHERE user_id IS NOT NULL");
+		test_db_expectf(c, "0", "SELECT count(*) FROM importer.%s", user_tables[i]);
+	test_db_expectf(c, "0", "SELECT count(*) FROM importer.job_overview");
+	test_db_expectf(c, "0", "SELECT count(*) FROM importer.import_stats");
+	test_db_expectf(c, "0", "SELECT count(*) FROM importer.settings WHERE user_id IS NOT NULL");
 	expect_b_chunks_hidden(c);
-	expect_error(c, "P0002", "SELECT importer.cancel_job('%s')", a_pending);
-	expect_error(c, "P0002", "SELECT importer.delete_job('%s')", a_failed);
-	expect_value(c, "0", "SELECT importer.clear_jobs()");
-	expect_error(c, "42501", "SELECT importer.submit_job('csv', " SMALL_CSV ")");
-	expect_error(c, "42501", "SELECT importer.submit_job('noop', NULL::uuid)");
-	expect_error(c, "42501", "SELECT importer.begin_upload('x.csv')");
+	test_db_expect_errorf(c, "P0002", "SELECT importer.cancel_job('%s')", a_pending);
+	test_db_expect_errorf(c, "P0002", "SELECT importer.delete_job('%s')", a_failed);
+	test_db_expectf(c, "0", "SELECT importer.clear_jobs()");
+	test_db_expect_errorf(c, "42501", "SELECT importer.submit_job('csv', " SMALL_CSV ")");
+	test_db_expect_errorf(c, "42501", "SELECT importer.submit_job('noop', NULL::uuid)");
+	test_db_expect_errorf(c, "42501", "SELECT importer.begin_upload('x.csv')");
 }
 
 START_TEST(user_sees_only_own_rows_in_every_table_and_view)
@@ -250,51 +192,54 @@ START_TEST(user_sees_only_own_rows_in_every_table_and_view)
 
 	/* The seed really holds rows of both users. */
 	for (size_t i = 0; i < sizeof(user_tables) / sizeof(user_tables[0]); i++)
-		expect_value(conn, "t",
-			     "SELECT count(*) FILTER (WHERE user_id = '" USER_A "') > 0 AND "
-			     "count(*) FILTER (WHERE user_id = '" USER_B "') > 0 FROM importer.%s",
-			     user_tables[i]);
+		test_db_expectf(conn, "t",
+		                "SELECT count(*) FILTER (WHERE user_id = '" USER_A "') > 0 AND "
+		                "count(*) FILTER (WHERE user_id = '" USER_B
+		                "') > 0 FROM importer.%s",
+		                user_tables[i]);
 
 	act_as(conn, "importer_api", USER_A);
 	for (size_t i = 0; i < sizeof(user_tables) / sizeof(user_tables[0]); i++) {
-		exec_sql(conn, "RESET ROLE");
-		get_value(mine, sizeof(mine), conn,
-			  "SELECT count(*) FROM importer.%s WHERE user_id = '" USER_A "'",
-			  user_tables[i]);
-		exec_sql(conn, "SET ROLE importer_api");
-		expect_value(conn, mine, "SELECT count(*) FROM importer.%s", user_tables[i]);
-		expect_value(conn, "0",
-			     "SELECT count(*) FROM importer.%s WHERE user_id = '" USER_B "'",
-			     user_tables[i]);
+		test_db_execf(conn, "RESET ROLE");
+		test_db_getf(mine, sizeof(mine), conn,
+		             "SELECT count(*) FROM importer.%s WHERE user_id = '" USER_A "'",
+		             user_tables[i]);
+		test_db_execf(conn, "SET ROLE importer_api");
+		test_db_expectf(conn, mine, "SELECT count(*) FROM importer.%s", user_tables[i]);
+		test_db_expectf(conn, "0",
+		                "SELECT count(*) FROM importer.%s WHERE user_id = '" USER_B "'",
+		                user_tables[i]);
 	}
 	/* Looking B's job up by id finds nothing, in the table or the views. */
-	expect_value(conn, "0", "SELECT count(*) FROM importer.import_jobs WHERE id = '%s'",
-		     b_failed);
-	expect_value(conn, "0", "SELECT count(*) FROM importer.import_logs WHERE job_id = '%s'",
-		     b_failed);
-	expect_value(conn, "0", "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'",
-		     b_failed);
-	expect_value(conn, "0", "SELECT count(*) FROM importer.records WHERE job_id = '%s'",
-		     b_failed);
-	expect_value(conn, "0", "SELECT count(*) FROM importer.import_files WHERE id = '%s'",
-		     b_upload);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.import_jobs WHERE id = '%s'",
+	                b_failed);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.import_logs WHERE job_id = '%s'",
+	                b_failed);
+	test_db_expectf(
+	    conn, "0", "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", b_failed);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.records WHERE job_id = '%s'",
+	                b_failed);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.import_files WHERE id = '%s'",
+	                b_upload);
 	expect_b_chunks_hidden(conn);
 	/* A may read back the bytes of A's own upload. */
-	expect_value(conn, "t",
-		     "SELECT count(*) > 0 FROM importer.import_file_chunks c "
-		     "JOIN importer.import_jobs j ON j.file_id = c.file_id WHERE j.id = '%s'",
-		     a_pending);
-	expect_value(conn, "2/0",
-		     "SELECT count(*) || '/' || count(*) FILTER (WHERE user_id <> '" USER_A "') "
-		     "FROM importer.job_overview");
+	test_db_expectf(conn, "t",
+	                "SELECT count(*) > 0 FROM importer.import_file_chunks c "
+	                "JOIN importer.import_jobs j ON j.file_id = c.file_id WHERE j.id = '%s'",
+	                a_pending);
+	test_db_expectf(conn, "2/0",
+	                "SELECT count(*) || '/' || count(*) FILTER (WHERE user_id <> '" USER_A "') "
+	                "FROM importer.job_overview");
 	/* import_stats counts A's two jobs, not the six there are. */
-	expect_value(conn, "2", "SELECT sum(jobs) FROM importer.import_stats");
+	test_db_expectf(conn, "2", "SELECT sum(jobs) FROM importer.import_stats");
 	/* Settings: the global rows and A's own override, not B's. */
-	expect_value(conn, "50", "SELECT value::text FROM importer.settings "
-				 "WHERE key = 'max_active_jobs_per_user' AND user_id IS NOT NULL");
-	expect_value(conn, "1", "SELECT count(*) FROM importer.settings WHERE user_id IS NOT NULL");
-	expect_value(conn, "t",
-		     "SELECT count(*) > 10 FROM importer.settings WHERE user_id IS NULL");
+	test_db_expectf(conn, "50",
+	                "SELECT value::text FROM importer.settings "
+	                "WHERE key = 'max_active_jobs_per_user' AND user_id IS NOT NULL");
+	test_db_expectf(conn, "1",
+	                "SELECT count(*) FROM importer.settings WHERE user_id IS NOT NULL");
+	test_db_expectf(conn, "t",
+	                "SELECT count(*) > 10 FROM importer.settings WHERE user_id IS NULL");
 }
 END_TEST
 
@@ -306,14 +251,14 @@ START_TEST(steering_another_users_job_is_indistinguishable_from_an_unknown_id)
 		const char *args;
 		const char *job;
 	} ops[] = {
-		{"* FROM importer.cancel_job", "", b_pending},
-		{"* FROM importer.pause_job", "", b_pending},
-		{"* FROM importer.resume_job", "", b_paused},
-		{"* FROM importer.retry_job", "", b_failed},
-		{"* FROM importer.retry_job", ", false", b_failed},
-		{"* FROM importer.retry_job", ", true", b_failed},
-		{"importer.delete_job", "", b_completed},
-		{"importer.delete_job", "", b_failed},
+	    {"* FROM importer.cancel_job", "", b_pending},
+	    {"* FROM importer.pause_job", "", b_pending},
+	    {"* FROM importer.resume_job", "", b_paused},
+	    {"* FROM importer.retry_job", "", b_failed},
+	    {"* FROM importer.retry_job", ", false", b_failed},
+	    {"* FROM importer.retry_job", ", true", b_failed},
+	    {"importer.delete_job", "", b_completed},
+	    {"importer.delete_job", "", b_failed},
 	};
 	char before[33], after[33];
 	char sql[256], state_b[6], state_u[6], msg_b[512], msg_u[512];
@@ -322,22 +267,22 @@ START_TEST(steering_another_users_job_is_indistinguishable_from_an_unknown_id)
 	act_as(conn, "importer_api", USER_A);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		snprintf(sql, sizeof(sql), "SELECT %s('%s'%s)", ops[i].call, ops[i].job,
-			 ops[i].args);
+		         ops[i].args);
 		failure_of(conn, sql, ops[i].job, state_b, msg_b, sizeof(msg_b));
 		snprintf(sql, sizeof(sql), "SELECT %s('%s'%s)", ops[i].call, UNKNOWN_ID,
-			 ops[i].args);
+		         ops[i].args);
 		failure_of(conn, sql, UNKNOWN_ID, state_u, msg_u, sizeof(msg_u));
 		ck_assert_msg(strcmp(state_b, "P0002") == 0, "%s on B's job: got %s (%s)",
-			      ops[i].call, state_b, msg_b);
+		              ops[i].call, state_b, msg_b);
 		ck_assert_msg(strcmp(state_u, "P0002") == 0, "%s on an unknown id: got %s",
-			      ops[i].call, state_u);
+		              ops[i].call, state_u);
 		ck_assert_msg(strcmp(msg_b, msg_u) == 0, "%s: '%s' tells B's job from '%s'",
-			      ops[i].call, msg_b, msg_u);
+		              ops[i].call, msg_b, msg_u);
 	}
 	/* clear_jobs removes A's one terminal job, none of B's. */
-	expect_value(conn, "1", "SELECT importer.clear_jobs()");
-	expect_value(conn, "0", "SELECT importer.clear_jobs('completed')");
-	exec_sql(conn, "RESET ROLE");
+	test_db_expectf(conn, "1", "SELECT importer.clear_jobs()");
+	test_db_expectf(conn, "0", "SELECT importer.clear_jobs('completed')");
+	test_db_execf(conn, "RESET ROLE");
 	fingerprint(after, USER_B);
 	ck_assert_str_eq(after, before);
 }
@@ -349,61 +294,65 @@ START_TEST(user_cannot_touch_another_users_upload)
 
 	fingerprint(before, USER_B);
 	act_as(conn, "importer_api", USER_A);
-	expect_error(conn, "P0002", "SELECT importer.append_chunk('%s', 1, " SMALL_CSV ")",
-		     b_upload);
-	expect_error(conn, "P0002", "SELECT importer.append_chunk('%s', 0, " SMALL_CSV ")",
-		     b_upload);
-	expect_error(conn, "P0002", "SELECT importer.submit_job('csv', '%s'::uuid)", b_upload);
-	expect_error(conn, "P0002", "SELECT importer.submit_job('csv', '" UNKNOWN_ID "'::uuid)");
+	test_db_expect_errorf(conn, "P0002", "SELECT importer.append_chunk('%s', 1, " SMALL_CSV ")",
+	                      b_upload);
+	test_db_expect_errorf(conn, "P0002", "SELECT importer.append_chunk('%s', 0, " SMALL_CSV ")",
+	                      b_upload);
+	test_db_expect_errorf(conn, "P0002", "SELECT importer.submit_job('csv', '%s'::uuid)",
+	                      b_upload);
+	test_db_expect_errorf(conn, "P0002",
+	                      "SELECT importer.submit_job('csv', '" UNKNOWN_ID "'::uuid)");
 	/* Nor the file of one of B's submitted jobs. */
-	expect_error(conn, "P0002", "SELECT importer.submit_job('ndjson', '%s'::uuid)", b_file);
-	expect_error(conn, "P0002", "SELECT importer.append_chunk('%s', 1, " SMALL_CSV ")", b_file);
-	exec_sql(conn, "RESET ROLE");
+	test_db_expect_errorf(conn, "P0002", "SELECT importer.submit_job('ndjson', '%s'::uuid)",
+	                      b_file);
+	test_db_expect_errorf(conn, "P0002", "SELECT importer.append_chunk('%s', 1, " SMALL_CSV ")",
+	                      b_file);
+	test_db_execf(conn, "RESET ROLE");
 	fingerprint(after, USER_B);
 	ck_assert_str_eq(after, before);
-	expect_value(conn, "2", "SELECT count(*) FROM importer.import_jobs WHERE user_id = '" USER_A
-				"'");
+	test_db_expectf(conn, "2",
+	                "SELECT count(*) FROM importer.import_jobs WHERE user_id = '" USER_A "'");
 }
 END_TEST
 
 START_TEST(api_role_cannot_write_any_table_directly)
 {
 	const char *const stmts[] = {
-		"INSERT INTO importer.import_jobs (user_id, kind) VALUES ('" USER_A "', 'noop')",
-		"UPDATE importer.import_jobs SET priority = 100",
-		"UPDATE importer.import_jobs SET status = 'pending' WHERE user_id = '" USER_A "'",
-		"DELETE FROM importer.import_jobs",
-		"INSERT INTO importer.import_logs (job_id, user_id, event, message) "
-		"SELECT id, user_id, 'x', 'y' FROM importer.import_jobs",
-		"UPDATE importer.import_logs SET message = 'x'",
-		"DELETE FROM importer.import_logs",
-		"INSERT INTO importer.import_errors (job_id, user_id, message) "
-		"SELECT id, user_id, 'x' FROM importer.import_jobs",
-		"UPDATE importer.import_errors SET message = 'x'",
-		"DELETE FROM importer.import_errors",
-		"INSERT INTO importer.import_files (user_id) VALUES ('" USER_A "')",
-		"UPDATE importer.import_files SET size = 0",
-		"DELETE FROM importer.import_files",
-		"INSERT INTO importer.import_file_chunks (file_id, seq, data) "
-		"SELECT id, 9, '\\x00' FROM importer.import_files",
-		"UPDATE importer.import_file_chunks SET data = '\\x00'",
-		"DELETE FROM importer.import_file_chunks",
-		"INSERT INTO importer.records (user_id, collection, record_key, data) "
-		"VALUES ('" USER_A "', 'people', 'k', '{}')",
-		"UPDATE importer.records SET data = '{}'",
-		"DELETE FROM importer.records",
-		"INSERT INTO importer.notifications (user_id, kind) VALUES ('" USER_A "', 'x')",
-		"UPDATE importer.notifications SET read_at = now()",
-		"DELETE FROM importer.notifications",
-		"INSERT INTO importer.settings (key, value, user_id) "
-		"VALUES ('max_running_per_user', '100', '" USER_A "')",
-		"UPDATE importer.settings SET value = '1000'",
-		"DELETE FROM importer.settings",
-		"TRUNCATE importer.import_jobs",
-		"SELECT nextval('importer.event_seq')",
-		/* On-behalf and internal entry points are not the API's. */
-		"SELECT importer.submit_job_for('" USER_B "', 'noop', NULL::uuid, '{}')",
-		"SELECT importer._submit_job('" USER_B "', true, 'noop', NULL, NULL, '{}')",
+	    "INSERT INTO importer.import_jobs (user_id, kind) VALUES ('" USER_A "', 'noop')",
+	    "UPDATE importer.import_jobs SET priority = 100",
+	    "UPDATE importer.import_jobs SET status = 'pending' WHERE user_id = '" USER_A "'",
+	    "DELETE FROM importer.import_jobs",
+	    "INSERT INTO importer.import_logs (job_id, user_id, event, message) "
+	    "SELECT id, user_id, 'x', 'y' FROM importer.import_jobs",
+	    "UPDATE importer.import_logs SET message = 'x'",
+	    "DELETE FROM importer.import_logs",
+	    "INSERT INTO importer.import_errors (job_id, user_id, message) "
+	    "SELECT id, user_id, 'x' FROM importer.import_jobs",
+	    "UPDATE importer.import_errors SET message = 'x'",
+	    "DELETE FROM importer.import_errors",
+	    "INSERT INTO importer.import_files (user_id) VALUES ('" USER_A "')",
+	    "UPDATE importer.import_files SET size = 0",
+	    "DELETE FROM importer.import_files",
+	    "INSERT INTO importer.import_file_chunks (file_id, seq, data) "
+	    "SELECT id, 9, '\\x00' FROM importer.import_files",
+	    "UPDATE importer.import_file_chunks SET data = '\\x00'",
+	    "DELETE FROM importer.import_file_chunks",
+	    "INSERT INTO importer.records (user_id, collection, record_key, data) "
+	    "VALUES ('" USER_A "', 'people', 'k', '{}')",
+	    "UPDATE importer.records SET data = '{}'",
+	    "DELETE FROM importer.records",
+	    "INSERT INTO importer.notifications (user_id, kind) VALUES ('" USER_A "', 'x')",
+	    "UPDATE importer.notifications SET read_at = now()",
+	    "DELETE FROM importer.notifications",
+	    "INSERT INTO importer.settings (key, value, user_id) "
+	    "VALUES ('max_running_per_user', '100', '" USER_A "')",
+	    "UPDATE importer.settings SET value = '1000'",
+	    "DELETE FROM importer.settings",
+	    "TRUNCATE importer.import_jobs",
+	    "SELECT nextval('importer.event_seq')",
+	    /* On-behalf and internal entry points are not the API's. */
+	    "SELECT importer.submit_job_for('" USER_B "', 'noop', NULL::uuid, '{}')",
+	    "SELECT importer._submit_job('" USER_B "', true, 'noop', NULL, NULL, '{}')",
 	};
 	char before[33], after[33];
 
@@ -411,7 +360,7 @@ START_TEST(api_role_cannot_write_any_table_directly)
 	act_as(conn, "importer_api", USER_A);
 	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++)
 		test_db_expect_error(conn, "42501", stmts[i]);
-	exec_sql(conn, "RESET ROLE");
+	test_db_execf(conn, "RESET ROLE");
 	fingerprint(after, "");
 	ck_assert_str_eq(after, before);
 }
@@ -422,13 +371,13 @@ START_TEST(without_identity_nothing_is_visible_and_nothing_can_be_submitted)
 	PGconn *c = test_db_connect(DB);
 
 	/* Never set on this connection. */
-	exec_sql(c, "SET ROLE importer_api");
-	expect_value(c, "", "SELECT current_setting('importer.user_id', true)");
-	expect_value(c, "t", "SELECT importer.current_user_id() IS NULL");
+	test_db_execf(c, "SET ROLE importer_api");
+	test_db_expectf(c, "", "SELECT current_setting('importer.user_id', true)");
+	test_db_expectf(c, "t", "SELECT importer.current_user_id() IS NULL");
 	expect_sees_nothing(c);
 	/* Set to '' (what a pooled connection carries after a SET LOCAL). */
-	exec_sql(c, "SELECT set_config('importer.user_id', '', false)");
-	expect_value(c, "t", "SELECT importer.current_user_id() IS NULL");
+	test_db_execf(c, "SELECT set_config('importer.user_id', '', false)");
+	test_db_expectf(c, "t", "SELECT importer.current_user_id() IS NULL");
 	expect_sees_nothing(c);
 	PQfinish(c);
 }
@@ -438,25 +387,26 @@ START_TEST(transaction_scoped_identity_does_not_outlive_the_transaction)
 {
 	PGconn *c = test_db_connect(DB);
 
-	exec_sql(c, "BEGIN");
-	exec_sql(c, "SELECT set_config('role', 'importer_api', true), "
-		    "set_config('importer.user_id', '" USER_A "', true)");
-	expect_value(c, "importer_api " USER_A " 2",
-		     "SELECT current_user || ' ' || importer.current_user_id() || ' ' || count(*) "
-		     "FROM importer.import_jobs");
-	exec_sql(c, "COMMIT");
+	test_db_execf(c, "BEGIN");
+	test_db_execf(c, "SELECT set_config('role', 'importer_api', true), "
+	                 "set_config('importer.user_id', '" USER_A "', true)");
+	test_db_expectf(
+	    c, "importer_api " USER_A " 2",
+	    "SELECT current_user || ' ' || importer.current_user_id() || ' ' || count(*) "
+	    "FROM importer.import_jobs");
+	test_db_execf(c, "COMMIT");
 	/* Back to the login role, and no identity left for the next transaction. */
-	expect_value(c, "t", "SELECT current_user = session_user");
-	expect_value(c, "t", "SELECT importer.current_user_id() IS NULL");
-	exec_sql(c, "SET ROLE importer_api");
+	test_db_expectf(c, "t", "SELECT current_user = session_user");
+	test_db_expectf(c, "t", "SELECT importer.current_user_id() IS NULL");
+	test_db_execf(c, "SET ROLE importer_api");
 	expect_sees_nothing(c);
 	/* The same after a rolled-back transaction. */
-	exec_sql(c, "RESET ROLE; BEGIN");
-	exec_sql(c, "SELECT set_config('role', 'importer_api', true), "
-		    "set_config('importer.user_id', '" USER_B "', true)");
-	expect_value(c, "4", "SELECT count(*) FROM importer.import_jobs");
-	exec_sql(c, "ROLLBACK");
-	expect_value(c, "t", "SELECT importer.current_user_id() IS NULL");
+	test_db_execf(c, "RESET ROLE; BEGIN");
+	test_db_execf(c, "SELECT set_config('role', 'importer_api', true), "
+	                 "set_config('importer.user_id', '" USER_B "', true)");
+	test_db_expectf(c, "4", "SELECT count(*) FROM importer.import_jobs");
+	test_db_execf(c, "ROLLBACK");
+	test_db_expectf(c, "t", "SELECT importer.current_user_id() IS NULL");
 	PQfinish(c);
 }
 END_TEST
@@ -465,25 +415,25 @@ START_TEST(worker_role_sees_every_users_rows)
 {
 	char all[128], seen[128];
 	const char *count_all =
-		"SELECT concat_ws('/', (SELECT count(*) FROM importer.import_jobs), "
-		"(SELECT count(*) FROM importer.import_logs), "
-		"(SELECT count(*) FROM importer.import_errors), "
-		"(SELECT count(*) FROM importer.import_files), "
-		"(SELECT count(*) FROM importer.import_file_chunks), "
-		"(SELECT count(*) FROM importer.records), "
-		"(SELECT count(*) FROM importer.notifications), "
-		"(SELECT count(*) FROM importer.settings), "
-		"(SELECT count(*) FROM importer.job_overview), "
-		"(SELECT sum(jobs) FROM importer.import_stats))";
+	    "SELECT concat_ws('/', (SELECT count(*) FROM importer.import_jobs), "
+	    "(SELECT count(*) FROM importer.import_logs), "
+	    "(SELECT count(*) FROM importer.import_errors), "
+	    "(SELECT count(*) FROM importer.import_files), "
+	    "(SELECT count(*) FROM importer.import_file_chunks), "
+	    "(SELECT count(*) FROM importer.records), "
+	    "(SELECT count(*) FROM importer.notifications), "
+	    "(SELECT count(*) FROM importer.settings), "
+	    "(SELECT count(*) FROM importer.job_overview), "
+	    "(SELECT sum(jobs) FROM importer.import_stats))";
 
-	get_value(all, sizeof(all), conn, "%s", count_all);
+	test_db_getf(all, sizeof(all), conn, "%s", count_all);
 	ck_assert_str_eq(all, "6/6/6/7/6/6/2/16/6/6");
 	act_as(conn, "importer_worker", "");
-	get_value(seen, sizeof(seen), conn, "%s", count_all);
+	test_db_getf(seen, sizeof(seen), conn, "%s", count_all);
 	ck_assert_str_eq(seen, all);
 	/* An identity does not narrow the service role's view. */
 	act_as(conn, "importer_worker", USER_A);
-	get_value(seen, sizeof(seen), conn, "%s", count_all);
+	test_db_getf(seen, sizeof(seen), conn, "%s", count_all);
 	ck_assert_str_eq(seen, all);
 }
 END_TEST
@@ -493,38 +443,39 @@ START_TEST(only_the_service_role_submits_on_a_users_behalf)
 	char job[ID_LEN], file_job[ID_LEN];
 
 	act_as(conn, "importer_api", USER_A);
-	expect_error(conn, "42501",
-		     "SELECT importer.submit_job('noop', NULL::uuid, "
-		     "'{\"user_id\": \"" USER_B "\"}')");
-	expect_error(conn, "42501",
-		     "SELECT importer.submit_job('csv', " SMALL_CSV ", "
-		     "'{\"user_id\": \"" USER_A "\"}')");
-	exec_sql(conn, "RESET ROLE");
-	expect_value(conn, "0", "SELECT count(*) FROM importer.import_jobs WHERE kind = 'noop'");
+	test_db_expect_errorf(conn, "42501",
+	                      "SELECT importer.submit_job('noop', NULL::uuid, "
+	                      "'{\"user_id\": \"" USER_B "\"}')");
+	test_db_expect_errorf(conn, "42501",
+	                      "SELECT importer.submit_job('csv', " SMALL_CSV ", "
+	                      "'{\"user_id\": \"" USER_A "\"}')");
+	test_db_execf(conn, "RESET ROLE");
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.import_jobs WHERE kind = 'noop'");
 
 	act_as(conn, "importer_worker", "");
-	get_value(job, sizeof(job), conn,
-		  "SELECT importer.submit_job('noop', NULL::uuid, "
-		  "'{\"user_id\": \"" USER_A "\", \"priority\": 5}')");
-	get_value(file_job, sizeof(file_job), conn,
-		  "SELECT importer.submit_job('csv', " SMALL_CSV ", "
-		  "'{\"user_id\": \"" USER_A "\", \"file_name\": \"w.csv\"}')");
-	expect_value(conn, USER_A " 5 pending",
-		     "SELECT user_id || ' ' || priority || ' ' || status "
-		     "FROM importer.import_jobs WHERE id = '%s'",
-		     job);
-	expect_value(conn, USER_A " " USER_A " w",
-		     "SELECT j.user_id || ' ' || f.user_id || ' ' || j.collection "
-		     "FROM importer.import_jobs j JOIN importer.import_files f ON f.id = j.file_id "
-		     "WHERE j.id = '%s'",
-		     file_job);
+	test_db_getf(job, sizeof(job), conn,
+	             "SELECT importer.submit_job('noop', NULL::uuid, "
+	             "'{\"user_id\": \"" USER_A "\", \"priority\": 5}')");
+	test_db_getf(file_job, sizeof(file_job), conn,
+	             "SELECT importer.submit_job('csv', " SMALL_CSV ", "
+	             "'{\"user_id\": \"" USER_A "\", \"file_name\": \"w.csv\"}')");
+	test_db_expectf(conn, USER_A " 5 pending",
+	                "SELECT user_id || ' ' || priority || ' ' || status "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	test_db_expectf(
+	    conn, USER_A " " USER_A " w",
+	    "SELECT j.user_id || ' ' || f.user_id || ' ' || j.collection "
+	    "FROM importer.import_jobs j JOIN importer.import_files f ON f.id = j.file_id "
+	    "WHERE j.id = '%s'",
+	    file_job);
 	/* The service role has no identity of its own to submit under. */
-	expect_error(conn, "42501", "SELECT importer.submit_job('noop', NULL::uuid)");
+	test_db_expect_errorf(conn, "42501", "SELECT importer.submit_job('noop', NULL::uuid)");
 	/* A sees both jobs as their own. */
 	act_as(conn, "importer_api", USER_A);
-	expect_value(conn, "2",
-		     "SELECT count(*) FROM importer.import_jobs WHERE id IN ('%s', '%s')", job,
-		     file_job);
+	test_db_expectf(conn, "2",
+	                "SELECT count(*) FROM importer.import_jobs WHERE id IN ('%s', '%s')", job,
+	                file_job);
 }
 END_TEST
 

@@ -2,7 +2,6 @@
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +9,7 @@
 
 #include "test_db.h"
 
-#define DB TEST_DB_NAME
+#define DB   TEST_DB_NAME
 #define USER "00000000-0000-4000-8000-0000000000c1"
 
 static char database_env[4200];
@@ -30,7 +29,7 @@ static void setup(void)
 {
 	conn = test_db_connect(DB);
 	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs, importer.records, "
-				   "importer.import_files CASCADE; LISTEN importer_events"));
+	                           "importer.import_files CASCADE; LISTEN importer_events"));
 }
 
 static void teardown(void)
@@ -47,32 +46,6 @@ static long now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The one value of a query built with printf-style arguments; caller frees. */
-static char *value(const char *fmt, ...)
-{
-	char sql[8192];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	return test_db_value(conn, sql);
-}
-
-static void expect(const char *want, const char *fmt, ...)
-{
-	char sql[8192];
-	char *got;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	got = test_db_value(conn, sql);
-	ck_assert_msg(strcmp(got, want) == 0, "%s\n-- got '%s', want '%s'", sql, got, want);
-	free(got);
-}
-
 /* Waits, woken by job events, until the job's status is one of want
  * ("completed", or "completed|failed"). Returns the status (caller frees). */
 static char *wait_status(const char *job, const char *want, int timeout_ms)
@@ -80,7 +53,8 @@ static char *wait_status(const char *job, const char *want, int timeout_ms)
 	long deadline = now_ms() + timeout_ms;
 
 	for (;;) {
-		char *st = value("SELECT status FROM importer.import_jobs WHERE id = '%s'", job);
+		char *st = test_db_valuef(
+		    conn, "SELECT status FROM importer.import_jobs WHERE id = '%s'", job);
 		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
 		PGnotify *n;
 
@@ -112,9 +86,10 @@ static void start_worker(struct test_proc *p)
 /* Submits file (a SQL bytea expression) as kind with options; returns the id. */
 static char *submit(const char *kind, const char *file_sql, const char *options)
 {
-	return value("SELECT importer.submit_job('%s', %s, '%s'::jsonb || '{\"user_id\":\"" USER
-		     "\"}')",
-		     kind, file_sql, options);
+	return test_db_valuef(
+	    conn,
+	    "SELECT importer.submit_job('%s', %s, '%s'::jsonb || '{\"user_id\":\"" USER "\"}')",
+	    kind, file_sql, options);
 }
 
 static void run_to_end(const char *job, const char *want)
@@ -126,9 +101,10 @@ static void run_to_end(const char *job, const char *want)
 	st = wait_status(job, "completed|failed|cancelled", 60000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 	ck_assert_msg(strcmp(st, want) == 0, "job ended %s, want %s: %s", st, want,
-		      value("SELECT coalesce(error_message, '') FROM importer.import_jobs "
-			    "WHERE id = '%s'",
-			    job));
+	              test_db_valuef(conn,
+	                             "SELECT coalesce(error_message, '') FROM importer.import_jobs "
+	                             "WHERE id = '%s'",
+	                             job));
 	free(st);
 }
 
@@ -136,34 +112,41 @@ START_TEST(csv_rfc4180_upsert_lands_every_row_exactly)
 {
 	/* BOM, quoted delimiter, escaped quote, embedded CRLF, CRLF line ends. */
 	char *job = submit("csv",
-			   "convert_to(E'\\xEF\\xBB\\xBF' || E'id,name,note\\r\\n"
-			   "1,Ada,\"likes, commas\"\\r\\n"
-			   "2,\"Bob \"\"B\"\"\",\"two\\r\\nlines\"\\r\\n"
-			   "3,Cy,plain', 'UTF8')",
-			   "{\"collection\":\"people\",\"file_name\":\"people.csv\"}");
+	                   "convert_to(E'\\xEF\\xBB\\xBF' || E'id,name,note\\r\\n"
+	                   "1,Ada,\"likes, commas\"\\r\\n"
+	                   "2,\"Bob \"\"B\"\"\",\"two\\r\\nlines\"\\r\\n"
+	                   "3,Cy,plain', 'UTF8')",
+	                   "{\"collection\":\"people\",\"file_name\":\"people.csv\"}");
 
 	run_to_end(job, "completed");
-	expect("3", "SELECT count(*) FROM importer.records WHERE collection = 'people'");
-	expect("{\"id\": \"2\", \"name\": \"Bob \\\"B\\\"\", \"note\": \"two\\r\\nlines\"}",
-	       "SELECT data::text FROM importer.records WHERE record_key = '2'");
-	expect("likes, commas", "SELECT data->>'note' FROM importer.records WHERE record_key = '1'");
-	expect("completed/done/100/3/3/0/f",
-	       "SELECT concat_ws('/', status, phase, progress, processed_items, total_items, "
-	       "failed_items, total_is_estimate) FROM importer.import_jobs WHERE id = '%s'",
-	       job);
-	expect("3/0/0/3", "SELECT concat_ws('/', counts->>'inserted', counts->>'updated', "
-			  "counts->>'failed', counts->'collections'->'people'->>'inserted') "
-			  "FROM importer.import_jobs WHERE id = '%s'",
-	       job);
-	expect("t", "SELECT bool_and(job_id = '%s') FROM importer.records", job);
-	expect("job.started,job.completed",
-	       "SELECT string_agg(event, ',' ORDER BY id) FROM importer.import_logs "
-	       "WHERE job_id = '%s'",
-	       job);
+	test_db_expectf(conn, "3",
+	                "SELECT count(*) FROM importer.records WHERE collection = 'people'");
+	test_db_expectf(
+	    conn, "{\"id\": \"2\", \"name\": \"Bob \\\"B\\\"\", \"note\": \"two\\r\\nlines\"}",
+	    "SELECT data::text FROM importer.records WHERE record_key = '2'");
+	test_db_expectf(conn, "likes, commas",
+	                "SELECT data->>'note' FROM importer.records WHERE record_key = '1'");
+	test_db_expectf(
+	    conn, "completed/done/100/3/3/0/f",
+	    "SELECT concat_ws('/', status, phase, progress, processed_items, total_items, "
+	    "failed_items, total_is_estimate) FROM importer.import_jobs WHERE id = '%s'",
+	    job);
+	test_db_expectf(conn, "3/0/0/3",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated', "
+	                "counts->>'failed', counts->'collections'->'people'->>'inserted') "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	test_db_expectf(conn, "t", "SELECT bool_and(job_id = '%s') FROM importer.records", job);
+	test_db_expectf(conn, "job.started,job.completed",
+	                "SELECT string_agg(event, ',' ORDER BY id) FROM importer.import_logs "
+	                "WHERE job_id = '%s'",
+	                job);
 	/* A completed job's chunks are dropped. */
-	expect("0", "SELECT count(*) FROM importer.import_file_chunks c JOIN importer.import_jobs "
-		    "j ON j.file_id = c.file_id WHERE j.id = '%s'",
-	       job);
+	test_db_expectf(
+	    conn, "0",
+	    "SELECT count(*) FROM importer.import_file_chunks c JOIN importer.import_jobs "
+	    "j ON j.file_id = c.file_id WHERE j.id = '%s'",
+	    job);
 	free(job);
 }
 END_TEST
@@ -171,24 +154,30 @@ END_TEST
 START_TEST(bad_records_become_errors_and_good_ones_land)
 {
 	/* Row 2 ragged, row 3 invalid UTF-8, row 4 a NUL byte, row 5 no key. */
-	char *job = submit("csv",
-			   "convert_to('id,name' || chr(10) || '1,ok' || chr(10) || '2' || chr(10), "
-			   "'UTF8') || '\\x332cff0a'::bytea || '\\x342c610062'::bytea || "
-			   "convert_to(chr(10) || ',nokey' || chr(10) || '6,fine' || chr(10), 'UTF8')",
-			   "{\"collection\":\"c\"}");
+	char *job =
+	    submit("csv",
+	           "convert_to('id,name' || chr(10) || '1,ok' || chr(10) || '2' || chr(10), "
+	           "'UTF8') || '\\x332cff0a'::bytea || '\\x342c610062'::bytea || "
+	           "convert_to(chr(10) || ',nokey' || chr(10) || '6,fine' || chr(10), 'UTF8')",
+	           "{\"collection\":\"c\"}");
 
 	run_to_end(job, "completed");
-	expect("1,6", "SELECT string_agg(record_key, ',' ORDER BY record_key) FROM importer.records");
-	expect("2,3,4,5", "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
-			  "FROM importer.import_errors WHERE job_id = '%s'",
-	       job);
-	expect("6/4/2/4", "SELECT concat_ws('/', processed_items, failed_items, "
-			  "counts->>'inserted', counts->>'failed') FROM importer.import_jobs "
-			  "WHERE id = '%s'",
-	       job);
-	expect("expected 2 fields, found 1", "SELECT message FROM importer.import_errors "
-					     "WHERE job_id = '%s' AND record_index = 2",
-	       job);
+	test_db_expectf(
+	    conn, "1,6",
+	    "SELECT string_agg(record_key, ',' ORDER BY record_key) FROM importer.records");
+	test_db_expectf(conn, "2,3,4,5",
+	                "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
+	                "FROM importer.import_errors WHERE job_id = '%s'",
+	                job);
+	test_db_expectf(conn, "6/4/2/4",
+	                "SELECT concat_ws('/', processed_items, failed_items, "
+	                "counts->>'inserted', counts->>'failed') FROM importer.import_jobs "
+	                "WHERE id = '%s'",
+	                job);
+	test_db_expectf(conn, "expected 2 fields, found 1",
+	                "SELECT message FROM importer.import_errors "
+	                "WHERE job_id = '%s' AND record_index = 2",
+	                job);
 	free(job);
 }
 END_TEST
@@ -196,20 +185,23 @@ END_TEST
 START_TEST(upsert_twice_is_deterministic_and_last_record_for_a_key_wins)
 {
 	const char *file = "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2,b' || chr(10) "
-			   "|| '1,c' || chr(10), 'UTF8')";
+	                   "|| '1,c' || chr(10), 'UTF8')";
 	char *first = submit("csv", file, "{\"collection\":\"d\"}");
 	char *second;
 
 	run_to_end(first, "completed");
-	expect("1=c,2=b", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
-			  "ORDER BY record_key) FROM importer.records");
+	test_db_expectf(conn, "1=c,2=b",
+	                "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+	                "ORDER BY record_key) FROM importer.records");
 	second = submit("csv", file, "{\"collection\":\"d\"}");
 	run_to_end(second, "completed");
-	expect("1=c,2=b", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
-			  "ORDER BY record_key) FROM importer.records");
-	expect("0/2", "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
-		      "FROM importer.import_jobs WHERE id = '%s'",
-	       second);
+	test_db_expectf(conn, "1=c,2=b",
+	                "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+	                "ORDER BY record_key) FROM importer.records");
+	test_db_expectf(conn, "0/2",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                second);
 	free(first);
 	free(second);
 }
@@ -218,20 +210,22 @@ END_TEST
 START_TEST(append_refuses_existing_and_repeated_keys)
 {
 	char *first = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10), 'UTF8')",
-			     "{\"collection\":\"e\"}");
+	                     "{\"collection\":\"e\"}");
 	char *second;
 
 	run_to_end(first, "completed");
 	second = submit("csv",
-			"convert_to('id,v' || chr(10) || '1,x' || chr(10) || '2,y' || chr(10) || "
-			"'2,z' || chr(10), 'UTF8')",
-			"{\"collection\":\"e\",\"mode\":\"append\"}");
+	                "convert_to('id,v' || chr(10) || '1,x' || chr(10) || '2,y' || chr(10) || "
+	                "'2,z' || chr(10), 'UTF8')",
+	                "{\"collection\":\"e\",\"mode\":\"append\"}");
 	run_to_end(second, "completed");
-	expect("1=a,2=y", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
-			  "ORDER BY record_key) FROM importer.records");
-	expect("1,3", "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
-		      "FROM importer.import_errors WHERE job_id = '%s'",
-	       second);
+	test_db_expectf(conn, "1=a,2=y",
+	                "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+	                "ORDER BY record_key) FROM importer.records");
+	test_db_expectf(conn, "1,3",
+	                "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
+	                "FROM importer.import_errors WHERE job_id = '%s'",
+	                second);
 	free(first);
 	free(second);
 }
@@ -239,33 +233,40 @@ END_TEST
 
 START_TEST(replace_swaps_the_collection_and_a_failed_replace_changes_nothing)
 {
-	char *base = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2,b' || "
-				   "chr(10) || '3,c' || chr(10), 'UTF8')",
-			    "{\"collection\":\"r\"}");
+	char *base = submit("csv",
+	                    "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2,b' || "
+	                    "chr(10) || '3,c' || chr(10), 'UTF8')",
+	                    "{\"collection\":\"r\"}");
 	char *other = submit("csv", "convert_to('id,v' || chr(10) || '1,keep' || chr(10), 'UTF8')",
-			     "{\"collection\":\"untouched\"}");
+	                     "{\"collection\":\"untouched\"}");
 	char *repl, *bad;
 
 	run_to_end(base, "completed");
 	run_to_end(other, "completed");
-	repl = submit("csv", "convert_to('id,v' || chr(10) || '2,B' || chr(10) || '4,D' || chr(10), "
-			     "'UTF8')",
-		      "{\"collection\":\"r\",\"mode\":\"replace\",\"batch_size\":1}");
+	repl = submit("csv",
+	              "convert_to('id,v' || chr(10) || '2,B' || chr(10) || '4,D' || chr(10), "
+	              "'UTF8')",
+	              "{\"collection\":\"r\",\"mode\":\"replace\",\"batch_size\":1}");
 	run_to_end(repl, "completed");
-	expect("2=B,4=D", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
-			  "ORDER BY record_key) FROM importer.records WHERE collection = 'r'");
-	expect("1", "SELECT count(*) FROM importer.records WHERE collection = 'untouched'");
-	expect("1/1", "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
-		      "FROM importer.import_jobs WHERE id = '%s'",
-	       repl);
-	expect("0", "SELECT count(*) FROM importer.replace_staging");
+	test_db_expectf(conn, "2=B,4=D",
+	                "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+	                "ORDER BY record_key) FROM importer.records WHERE collection = 'r'");
+	test_db_expectf(conn, "1",
+	                "SELECT count(*) FROM importer.records WHERE collection = 'untouched'");
+	test_db_expectf(conn, "1/1",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                repl);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.replace_staging");
 	/* A replace that fails on its last record leaves the collection as it was. */
-	bad = submit("csv", "convert_to('id,v' || chr(10) || '9,x' || chr(10) || '1,\"open', "
-			    "'UTF8')",
-		     "{\"collection\":\"r\",\"mode\":\"replace\",\"batch_size\":1}");
+	bad = submit("csv",
+	             "convert_to('id,v' || chr(10) || '9,x' || chr(10) || '1,\"open', "
+	             "'UTF8')",
+	             "{\"collection\":\"r\",\"mode\":\"replace\",\"batch_size\":1}");
 	run_to_end(bad, "failed");
-	expect("2=B,4=D", "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
-			  "ORDER BY record_key) FROM importer.records WHERE collection = 'r'");
+	test_db_expectf(conn, "2=B,4=D",
+	                "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
+	                "ORDER BY record_key) FROM importer.records WHERE collection = 'r'");
 	free(base);
 	free(other);
 	free(repl);
@@ -275,15 +276,17 @@ END_TEST
 
 START_TEST(dry_run_reports_counts_and_writes_nothing)
 {
-	char *job = submit("csv", "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2' || "
-				  "chr(10), 'UTF8')",
-			   "{\"collection\":\"f\",\"dry_run\":true}");
+	char *job = submit("csv",
+	                   "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2' || "
+	                   "chr(10), 'UTF8')",
+	                   "{\"collection\":\"f\",\"dry_run\":true}");
 
 	run_to_end(job, "completed");
-	expect("0", "SELECT count(*) FROM importer.records");
-	expect("1/1/2", "SELECT concat_ws('/', counts->>'inserted', counts->>'failed', "
-			"processed_items) FROM importer.import_jobs WHERE id = '%s'",
-	       job);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.records");
+	test_db_expectf(conn, "1/1/2",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'failed', "
+	                "processed_items) FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	free(job);
 }
 END_TEST
@@ -291,32 +294,37 @@ END_TEST
 START_TEST(ndjson_and_backup_import_by_id)
 {
 	char *nd = submit("ndjson",
-			  "convert_to('{\"id\":1,\"n\":\"a\"}' || chr(13) || chr(10) || chr(10) || "
-			  "'not json' || chr(10) || '{\"id\":\"k2\",\"n\":[1,2]}' || chr(10) || "
-			  "'{\"id\":\"big\",\"v\":12345678901234567890123.5e1}' || chr(10) || "
-			  "'[1]', 'UTF8')",
-			  "{\"collection\":\"nd\"}");
+	                  "convert_to('{\"id\":1,\"n\":\"a\"}' || chr(13) || chr(10) || chr(10) || "
+	                  "'not json' || chr(10) || '{\"id\":\"k2\",\"n\":[1,2]}' || chr(10) || "
+	                  "'{\"id\":\"big\",\"v\":12345678901234567890123.5e1}' || chr(10) || "
+	                  "'[1]', 'UTF8')",
+	                  "{\"collection\":\"nd\"}");
 	char *bk = submit("backup",
-			  "convert_to('{\"metadata\":{\"v\":1},\"users\":[{\"id\":1},{\"id\":2}],"
-			  "\"businesses\":[{\"id\":\"b1\",\"tags\":[\"x]\"]},7]}', 'UTF8')",
-			  "{}");
+	                  "convert_to('{\"metadata\":{\"v\":1},\"users\":[{\"id\":1},{\"id\":2}],"
+	                  "\"businesses\":[{\"id\":\"b1\",\"tags\":[\"x]\"]},7]}', 'UTF8')",
+	                  "{}");
 
 	run_to_end(nd, "completed");
 	run_to_end(bk, "completed");
-	expect("nd:1,nd:big,nd:k2", "SELECT string_agg(collection || ':' || record_key, ',' "
-				    "ORDER BY 1) FROM importer.records WHERE collection = 'nd'");
+	test_db_expectf(conn, "nd:1,nd:big,nd:k2",
+	                "SELECT string_agg(collection || ':' || record_key, ',' "
+	                "ORDER BY 1) FROM importer.records WHERE collection = 'nd'");
 	/* Numbers are stored as written, not squeezed through 64-bit integers. */
-	expect("123456789012345678901235", "SELECT data->>'v' FROM importer.records "
-					   "WHERE record_key = 'big'");
-	expect("2", "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", nd);
-	expect("businesses:b1,users:1,users:2",
-	       "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY collection, "
-	       "record_key) FROM importer.records WHERE collection <> 'nd'");
-	expect("2/1/1", "SELECT concat_ws('/', counts->'collections'->'users'->>'inserted', "
-			"counts->'collections'->'businesses'->>'inserted', "
-			"counts->'collections'->'businesses'->>'failed') FROM importer.import_jobs "
-			"WHERE id = '%s'",
-	       bk);
+	test_db_expectf(conn, "123456789012345678901235",
+	                "SELECT data->>'v' FROM importer.records "
+	                "WHERE record_key = 'big'");
+	test_db_expectf(conn, "2",
+	                "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", nd);
+	test_db_expectf(
+	    conn, "businesses:b1,users:1,users:2",
+	    "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY collection, "
+	    "record_key) FROM importer.records WHERE collection <> 'nd'");
+	test_db_expectf(conn, "2/1/1",
+	                "SELECT concat_ws('/', counts->'collections'->'users'->>'inserted', "
+	                "counts->'collections'->'businesses'->>'inserted', "
+	                "counts->'collections'->'businesses'->>'failed') FROM importer.import_jobs "
+	                "WHERE id = '%s'",
+	                bk);
 	free(nd);
 	free(bk);
 }
@@ -325,20 +333,22 @@ END_TEST
 START_TEST(file_level_problems_fail_the_job_with_a_clear_message)
 {
 	char *quote = submit("csv", "convert_to('id,v' || chr(10) || '1,\"open', 'UTF8')",
-			     "{\"collection\":\"g\"}");
+	                     "{\"collection\":\"g\"}");
 	char *empty = submit("csv", "''::bytea", "{\"collection\":\"g\"}");
 	char *garbage = submit("backup", "convert_to('[1,2]', 'UTF8')", "{}");
 
 	run_to_end(quote, "failed");
 	run_to_end(empty, "failed");
 	run_to_end(garbage, "failed");
-	expect("t", "SELECT error_message ILIKE '%%quote%%' FROM importer.import_jobs "
-		    "WHERE id = '%s'",
-	       quote);
-	expect("the file is empty", "SELECT error_message FROM importer.import_jobs "
-				    "WHERE id = '%s'",
-	       empty);
-	expect("0", "SELECT count(*) FROM importer.records");
+	test_db_expectf(conn, "t",
+	                "SELECT error_message ILIKE '%%quote%%' FROM importer.import_jobs "
+	                "WHERE id = '%s'",
+	                quote);
+	test_db_expectf(conn, "the file is empty",
+	                "SELECT error_message FROM importer.import_jobs "
+	                "WHERE id = '%s'",
+	                empty);
+	test_db_expectf(conn, "0", "SELECT count(*) FROM importer.records");
 	free(quote);
 	free(empty);
 	free(garbage);
@@ -347,7 +357,7 @@ END_TEST
 
 /* A CSV of rows rows, id,a,b. */
 #define BIG_CSV(rows)                                                                              \
-	"convert_to('id,a,b' || chr(10) || (SELECT string_agg(g || ',x' || g || ',y', chr(10)) "  \
+	"convert_to('id,a,b' || chr(10) || (SELECT string_agg(g || ',x' || g || ',y', chr(10)) "   \
 	"FROM generate_series(1, " #rows ") g) || chr(10), 'UTF8')"
 
 START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
@@ -360,8 +370,8 @@ START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
 	/* Wait for some committed progress, then stop the worker. */
 	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.claimed\"", 10000), "%s", w1.buf);
 	for (long deadline = now_ms() + 20000;;) {
-		char *n = value("SELECT processed_items FROM importer.import_jobs WHERE id = '%s'",
-				job);
+		char *n = test_db_valuef(
+		    conn, "SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
 		bool some = atoll(n) >= 500;
 
 		free(n);
@@ -374,21 +384,25 @@ START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
 			PQfreemem(nt);
 	}
 	ck_assert_int_eq(test_proc_stop(&w1, SIGTERM, 10000), 0);
-	expect("pending/true", "SELECT status || '/' || (checkpoint IS NOT NULL) "
-			    "FROM importer.import_jobs WHERE id = '%s'",
-	       job);
+	test_db_expectf(conn, "pending/true",
+	                "SELECT status || '/' || (checkpoint IS NOT NULL) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	start_worker(&w2);
 	st = wait_status(job, "completed|failed", 120000);
 	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
 	ck_assert_str_eq(st, "completed");
-	expect("20000/20000/20000", "SELECT count(*) || '/' || count(DISTINCT record_key) || '/' "
-				    "|| max(record_key::int) FROM importer.records");
-	expect("20000/0/20000", "SELECT concat_ws('/', processed_items, failed_items, "
-				"counts->>'inserted') FROM importer.import_jobs WHERE id = '%s'",
-	       job);
-	expect("1", "SELECT count(*) FROM importer.import_logs WHERE job_id = '%s' "
-		    "AND event = 'job.released'",
-	       job);
+	test_db_expectf(conn, "20000/20000/20000",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) || '/' "
+	                "|| max(record_key::int) FROM importer.records");
+	test_db_expectf(conn, "20000/0/20000",
+	                "SELECT concat_ws('/', processed_items, failed_items, "
+	                "counts->>'inserted') FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	test_db_expectf(conn, "1",
+	                "SELECT count(*) FROM importer.import_logs WHERE job_id = '%s' "
+	                "AND event = 'job.released'",
+	                job);
 	free(st);
 	free(job);
 }
@@ -406,17 +420,18 @@ START_TEST(cancel_stops_a_running_import_quickly_and_keeps_what_committed)
 	t0 = now_ms();
 	/* As the owner, the way the gateway asks. */
 	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
-				   "SELECT importer.cancel_job(id) FROM importer.import_jobs"));
+	                           "SELECT importer.cancel_job(id) FROM importer.import_jobs"));
 	st = wait_status(job, "cancelled", 10000);
 	ck_assert_str_eq(st, "cancelled");
 	/* One second is the promise; sanitizers slow batches, so allow slack. */
 	ck_assert_int_lt(now_ms() - t0, 3000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 	{
-		char *processed = value("SELECT processed_items FROM importer.import_jobs "
-					"WHERE id = '%s'",
-					job);
-		expect(processed, "SELECT count(*) FROM importer.records");
+		char *processed = test_db_valuef(conn,
+		                                 "SELECT processed_items FROM importer.import_jobs "
+		                                 "WHERE id = '%s'",
+		                                 job);
+		test_db_expectf(conn, processed, "SELECT count(*) FROM importer.records");
 		free(processed);
 	}
 	free(st);
@@ -431,8 +446,8 @@ START_TEST(a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled)
 	char *st;
 
 	PQclear(test_db_exec(conn, "INSERT INTO importer.settings (key, value, user_id) VALUES "
-				   "('lease_seconds', '1', '" USER "') ON CONFLICT (key, user_id) "
-				   "DO UPDATE SET value = EXCLUDED.value"));
+	                           "('lease_seconds', '1', '" USER "') ON CONFLICT (key, user_id) "
+	                           "DO UPDATE SET value = EXCLUDED.value"));
 	start_worker(&w1);
 	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.claimed\"", 10000), "%s", w1.buf);
 	ck_assert_int_eq(test_proc_stop(&w1, SIGKILL, 10000), -1);
@@ -442,14 +457,18 @@ START_TEST(a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled)
 	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
 	PQclear(test_db_exec(conn, "DELETE FROM importer.settings WHERE user_id IS NOT NULL"));
 	ck_assert_str_eq(st, "completed");
-	expect("20000/20000", "SELECT count(*) || '/' || count(DISTINCT record_key) "
-			      "FROM importer.records WHERE collection = 'k'");
-	expect("20000/0/1", "SELECT concat_ws('/', processed_items, failed_items, rescues) "
-			    "FROM importer.import_jobs WHERE id = '%s'",
-	       job);
-	expect("t", "SELECT count(*) = 1 AND bool_and(details->>'previous_worker_id' LIKE '%%:%%') "
-		    "FROM importer.import_logs WHERE job_id = '%s' AND event = 'job.rescued'",
-	       job);
+	test_db_expectf(conn, "20000/20000",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) "
+	                "FROM importer.records WHERE collection = 'k'");
+	test_db_expectf(conn, "20000/0/1",
+	                "SELECT concat_ws('/', processed_items, failed_items, rescues) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	test_db_expectf(
+	    conn, "t",
+	    "SELECT count(*) = 1 AND bool_and(details->>'previous_worker_id' LIKE '%%:%%') "
+	    "FROM importer.import_logs WHERE job_id = '%s' AND event = 'job.rescued'",
+	    job);
 	free(st);
 	free(job);
 }
@@ -485,30 +504,35 @@ START_TEST(pause_then_resume_continues_from_the_checkpoint)
 
 	start_worker(&w);
 	snprintf(sql, sizeof(sql),
-		 "SELECT processed_items >= 500 FROM importer.import_jobs WHERE id = '%s'", job);
+	         "SELECT processed_items >= 500 FROM importer.import_jobs WHERE id = '%s'", job);
 	ck_assert(wait_true(sql, 30000));
 	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
-				   "SELECT importer.pause_job(id) FROM importer.import_jobs"));
+	                           "SELECT importer.pause_job(id) FROM importer.import_jobs"));
 	st = wait_status(job, "paused", 10000);
 	ck_assert_str_eq(st, "paused");
 	free(st);
-	paused_at = value("SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
+	paused_at = test_db_valuef(
+	    conn, "SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
 	ck_assert_int_lt(atoll(paused_at), 20000);
 	/* Nothing moves while paused; what was committed is there. */
-	expect(paused_at, "SELECT count(*) FROM importer.records WHERE collection = 'p'");
+	test_db_expectf(conn, paused_at,
+	                "SELECT count(*) FROM importer.records WHERE collection = 'p'");
 	PQclear(test_db_exec(conn, "SELECT importer.resume_job(id) FROM importer.import_jobs"));
 	st = wait_status(job, "completed|failed", 120000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 	ck_assert_str_eq(st, "completed");
-	expect("20000/20000", "SELECT count(*) || '/' || count(DISTINCT record_key) "
-			      "FROM importer.records WHERE collection = 'p'");
-	expect("20000/20000", "SELECT processed_items || '/' || (counts->>'inserted') "
-			      "FROM importer.import_jobs WHERE id = '%s'",
-	       job);
+	test_db_expectf(conn, "20000/20000",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) "
+	                "FROM importer.records WHERE collection = 'p'");
+	test_db_expectf(conn, "20000/20000",
+	                "SELECT processed_items || '/' || (counts->>'inserted') "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	/* The second run resumed where the first one paused. */
-	expect("t", "SELECT count(*) = 1 FROM importer.import_logs WHERE job_id = '%s' "
-		    "AND event = 'job.started' AND message LIKE 'resumed at byte %%'",
-	       job);
+	test_db_expectf(conn, "t",
+	                "SELECT count(*) = 1 FROM importer.import_logs WHERE job_id = '%s' "
+	                "AND event = 'job.started' AND message LIKE 'resumed at byte %%'",
+	                job);
 	free(paused_at);
 	free(st);
 	free(job);
@@ -519,32 +543,37 @@ START_TEST(three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly)
 {
 	struct test_proc w[3];
 
-	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '1' "
-				   "WHERE key = 'max_running_per_user' AND user_id IS NULL; "
-				   "SELECT importer.submit_job('csv', convert_to('id,v' || chr(10) || "
-				   "(SELECT string_agg(g || ',x', chr(10)) FROM generate_series(1, 300) g), "
-				   "'UTF8'), jsonb_build_object('collection', 'fair' || u, 'batch_size', 100, "
-				   "'user_id', '00000000-0000-4000-8000-00000000f00' || u)) "
-				   "FROM generate_series(1, 4) u, generate_series(1, 15) j"));
+	PQclear(test_db_exec(
+	    conn, "UPDATE importer.settings SET value = '1' "
+	          "WHERE key = 'max_running_per_user' AND user_id IS NULL; "
+	          "SELECT importer.submit_job('csv', convert_to('id,v' || chr(10) || "
+	          "(SELECT string_agg(g || ',x', chr(10)) FROM generate_series(1, 300) g), "
+	          "'UTF8'), jsonb_build_object('collection', 'fair' || u, 'batch_size', 100, "
+	          "'user_id', '00000000-0000-4000-8000-00000000f00' || u)) "
+	          "FROM generate_series(1, 4) u, generate_series(1, 15) j"));
 	for (int i = 0; i < 3; i++)
 		start_worker(&w[i]);
 	ck_assert(wait_true("SELECT count(*) FILTER (WHERE status = 'completed') = 60 "
-			    "FROM importer.import_jobs",
-			    120000));
+	                    "FROM importer.import_jobs",
+	                    120000));
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(test_proc_stop(&w[i], SIGTERM, 10000), 0);
 	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '2' "
-				   "WHERE key = 'max_running_per_user' AND user_id IS NULL"));
+	                           "WHERE key = 'max_running_per_user' AND user_id IS NULL"));
 	/* Each job ran once, start to end, on one worker. */
-	expect("60", "SELECT count(*) FROM importer.import_logs WHERE event = 'job.started'");
-	expect("1200", "SELECT count(*) FROM importer.records WHERE collection LIKE 'fair%%'");
+	test_db_expectf(conn, "60",
+	                "SELECT count(*) FROM importer.import_logs WHERE event = 'job.started'");
+	test_db_expectf(conn, "1200",
+	                "SELECT count(*) FROM importer.records WHERE collection LIKE 'fair%%'");
 	/* No user ever had two jobs processing at once. */
-	expect("0", "SELECT count(*) FROM importer.import_jobs a JOIN importer.import_jobs b "
-		    "ON a.user_id = b.user_id AND a.id < b.id "
-		    "AND tstzrange(a.started_at, a.completed_at) && "
-		    "tstzrange(b.started_at, b.completed_at)");
+	test_db_expectf(conn, "0",
+	                "SELECT count(*) FROM importer.import_jobs a JOIN importer.import_jobs b "
+	                "ON a.user_id = b.user_id AND a.id < b.id "
+	                "AND tstzrange(a.started_at, a.completed_at) && "
+	                "tstzrange(b.started_at, b.completed_at)");
 	/* And the work was spread over the workers. */
-	expect("t", "SELECT count(DISTINCT worker_id) > 1 FROM importer.import_jobs");
+	test_db_expectf(conn, "t",
+	                "SELECT count(DISTINCT worker_id) > 1 FROM importer.import_jobs");
 }
 END_TEST
 

@@ -9,7 +9,7 @@
 
 #include "test_db.h"
 
-#define DB TEST_DB_NAME
+#define DB     TEST_DB_NAME
 #define USER_A "00000000-0000-4000-8000-00000000000a"
 #define USER_B "00000000-0000-4000-8000-00000000000b"
 
@@ -30,11 +30,11 @@ static void setup(void)
 {
 	conn = test_db_connect(DB);
 	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs CASCADE; "
-				   "INSERT INTO importer.settings (key, value, user_id) VALUES "
-				   "('max_active_jobs_per_user', '100000', '" USER_A "'), "
-				   "('max_active_jobs_per_user', '100000', '" USER_B "') "
-				   "ON CONFLICT (key, user_id) DO NOTHING; "
-				   "LISTEN importer_events"));
+	                           "INSERT INTO importer.settings (key, value, user_id) VALUES "
+	                           "('max_active_jobs_per_user', '100000', '" USER_A "'), "
+	                           "('max_active_jobs_per_user', '100000', '" USER_B "') "
+	                           "ON CONFLICT (key, user_id) DO NOTHING; "
+	                           "LISTEN importer_events"));
 }
 
 static void teardown(void)
@@ -92,19 +92,20 @@ START_TEST(two_workers_complete_every_noop_job_exactly_once)
 	char *v;
 
 	PQclear(test_db_exec(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
-				   "jsonb_build_object('user_id', CASE WHEN g % 2 = 0 THEN '" USER_A
-				   "' ELSE '" USER_B "' END)) FROM generate_series(1, 1000) g"));
+	                           "jsonb_build_object('user_id', CASE WHEN g % 2 = 0 THEN '" USER_A
+	                           "' ELSE '" USER_B "' END)) FROM generate_series(1, 1000) g"));
 	start_worker(&w1, "600000");
 	start_worker(&w2, "600000");
 	ck_assert_msg(wait_until("SELECT count(*) = 0 FROM importer.import_jobs "
-				 "WHERE status <> 'completed'",
-				 60000),
-		      "not every job completed");
+	                         "WHERE status <> 'completed'",
+	                         60000),
+	              "not every job completed");
 	ck_assert_int_eq(test_proc_stop(&w1, SIGTERM, 10000), 0);
 	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
-	v = test_db_value(conn, "SELECT count(*) || '/' || count(*) FILTER (WHERE phase = 'done' "
-				"AND progress = 100 AND worker_id IS NOT NULL AND completed_at IS NOT "
-				"NULL AND NOT total_is_estimate) FROM importer.import_jobs");
+	v = test_db_value(conn,
+	                  "SELECT count(*) || '/' || count(*) FILTER (WHERE phase = 'done' "
+	                  "AND progress = 100 AND worker_id IS NOT NULL AND completed_at IS NOT "
+	                  "NULL AND NOT total_is_estimate) FROM importer.import_jobs");
 	ck_assert_str_eq(v, "1000/1000");
 	free(v);
 	/* noop writes no log lines. */
@@ -123,11 +124,11 @@ START_TEST(an_idle_worker_wakes_on_notify_not_on_its_poll)
 	start_worker(&w, "600000");
 	t0 = now_ms();
 	PQclear(test_db_exec(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
-				   "'{\"user_id\":\"" USER_A "\"}')"));
+	                           "'{\"user_id\":\"" USER_A "\"}')"));
 	ck_assert_msg(wait_until("SELECT count(*) = 1 FROM importer.import_jobs "
-				 "WHERE status = 'completed'",
-				 5000),
-		      "the job was not picked up");
+	                         "WHERE status = 'completed'",
+	                         5000),
+	              "the job was not picked up");
 	ck_assert_int_lt(now_ms() - t0, 5000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 }
@@ -138,12 +139,12 @@ START_TEST(jobs_submitted_while_no_worker_listens_are_found_at_start)
 	struct test_proc w;
 
 	PQclear(test_db_exec(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
-				   "'{\"user_id\":\"" USER_B "\"}') FROM generate_series(1, 3)"));
+	                           "'{\"user_id\":\"" USER_B "\"}') FROM generate_series(1, 3)"));
 	start_worker(&w, "600000");
 	ck_assert_msg(wait_until("SELECT count(*) = 3 FROM importer.import_jobs "
-				 "WHERE status = 'completed'",
-				 10000),
-		      "the catch-up pass after LISTEN did not find the jobs");
+	                         "WHERE status = 'completed'",
+	                         10000),
+	              "the catch-up pass after LISTEN did not find the jobs");
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 }
 END_TEST
@@ -153,22 +154,22 @@ START_TEST(housekeeping_prunes_finished_jobs_past_retention_but_keeps_records)
 	struct test_proc w;
 	char *v;
 
-	PQclear(test_db_exec(conn,
-			     "SELECT importer.submit_job('noop', NULL::uuid, "
-			     "'{\"user_id\":\"" USER_A "\"}') FROM generate_series(1, 2); "
-			     "UPDATE importer.import_jobs SET status = 'completed', phase = 'done'; "
-			     "INSERT INTO importer.records (user_id, collection, record_key, data, "
-			     "job_id) SELECT user_id, 'kept', id::text, '{}', id "
-			     "FROM importer.import_jobs; "
-			     "UPDATE importer.import_jobs SET completed_at = now() - interval '8 days' "
-			     "WHERE id = (SELECT min(id::text)::uuid FROM importer.import_jobs)"));
+	PQclear(test_db_exec(
+	    conn, "SELECT importer.submit_job('noop', NULL::uuid, "
+	          "'{\"user_id\":\"" USER_A "\"}') FROM generate_series(1, 2); "
+	          "UPDATE importer.import_jobs SET status = 'completed', phase = 'done'; "
+	          "INSERT INTO importer.records (user_id, collection, record_key, data, "
+	          "job_id) SELECT user_id, 'kept', id::text, '{}', id "
+	          "FROM importer.import_jobs; "
+	          "UPDATE importer.import_jobs SET completed_at = now() - interval '8 days' "
+	          "WHERE id = (SELECT min(id::text)::uuid FROM importer.import_jobs)"));
 	/* A short poll: housekeeping runs on the worker's safety-net tick. */
 	start_worker(&w, "300");
 	ck_assert_msg(wait_until("SELECT count(*) = 1 FROM importer.import_jobs", 10000),
-		      "the expired job was not pruned");
+	              "the expired job was not pruned");
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 	v = test_db_value(conn, "SELECT count(*) || '/' || count(job_id) FROM importer.records "
-				"WHERE collection = 'kept'");
+	                        "WHERE collection = 'kept'");
 	ck_assert_str_eq(v, "2/1");
 	free(v);
 }

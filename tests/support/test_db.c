@@ -1,19 +1,20 @@
 /* test_db.c -- per-binary test databases (see test_db.h). */
 #include "test_db.h"
 
-#include <check.h>
 #include <arpa/inet.h>
+#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <time.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pgconn.h"
@@ -23,7 +24,7 @@ const char *test_db_admin_url(void)
 	const char *url = getenv("IMPORTER_TEST_DATABASE_URL");
 
 	ck_assert_msg(url != NULL && url[0] != '\0',
-		      "IMPORTER_TEST_DATABASE_URL is not set: run the tests through tests/run.sh");
+	              "IMPORTER_TEST_DATABASE_URL is not set: run the tests through tests/run.sh");
 	return url;
 }
 
@@ -55,8 +56,8 @@ static int exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)
 	return ok ? 0 : -1;
 }
 
-int test_db_recreate(const char *admin_url, const char *name, const char *template_name,
-		     char *err, size_t errlen)
+int test_db_recreate(const char *admin_url, const char *name, const char *template_name, char *err,
+                     size_t errlen)
 {
 	PGconn *conn = test_db_connect_url(admin_url, "postgres", err, errlen);
 	char *ident = NULL, *tmpl = NULL;
@@ -87,18 +88,18 @@ void test_db_create(const char *name)
 {
 	char err[512];
 
-	ck_assert_msg(test_db_recreate(test_db_admin_url(), name, TEST_DB_TEMPLATE, err,
-				       sizeof(err)) == 0,
-		      "cannot create database %s: %s", name, err);
+	ck_assert_msg(
+	    test_db_recreate(test_db_admin_url(), name, TEST_DB_TEMPLATE, err, sizeof(err)) == 0,
+	    "cannot create database %s: %s", name, err);
 }
 
 void test_db_create_empty(const char *name)
 {
 	char err[512];
 
-	ck_assert_msg(test_db_recreate(test_db_admin_url(), name, "template0", err,
-				       sizeof(err)) == 0,
-		      "cannot create database %s: %s", name, err);
+	ck_assert_msg(test_db_recreate(test_db_admin_url(), name, "template0", err, sizeof(err)) ==
+	                  0,
+	              "cannot create database %s: %s", name, err);
 }
 
 PGconn *test_db_connect(const char *name)
@@ -147,11 +148,11 @@ char *test_db_url(const char *name)
 PGresult *test_db_execp(PGconn *conn, const char *sql, int nparams, const char *const *params)
 {
 	PGresult *res = nparams > 0 ? PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0)
-				    : PQexec(conn, sql);
+	                            : PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
 
 	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s\n-- failed: %s", sql,
-		      PQresultErrorMessage(res));
+	              PQresultErrorMessage(res));
 	return res;
 }
 
@@ -168,8 +169,8 @@ void test_db_expect_error(PGconn *conn, const char *sqlstate, const char *sql)
 
 	snprintf(state, sizeof(state), "%s", got != NULL ? got : "00000");
 	ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR && strcmp(state, sqlstate) == 0,
-		      "%s\n-- expected SQLSTATE %s, got %s: %s", sql, sqlstate, state,
-		      PQresultErrorMessage(res));
+	              "%s\n-- expected SQLSTATE %s, got %s: %s", sql, sqlstate, state,
+	              PQresultErrorMessage(res));
 	PQclear(res);
 }
 
@@ -179,7 +180,7 @@ char *test_db_value(PGconn *conn, const char *sql)
 	char *val;
 
 	ck_assert_msg(PQntuples(res) == 1 && PQnfields(res) == 1,
-		      "%s\n-- expected one value, got %d rows", sql, PQntuples(res));
+	              "%s\n-- expected one value, got %d rows", sql, PQntuples(res));
 	val = strdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return val;
@@ -325,4 +326,68 @@ int test_free_port(void)
 	port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
+}
+
+/* Formats a statement into sql; aborts if it does not fit. */
+__attribute__((format(printf, 3, 0))) static void vformat(char *sql, size_t len, const char *fmt,
+                                                          va_list ap)
+{
+	int n = vsnprintf(sql, len, fmt, ap);
+
+	ck_assert_msg(n >= 0 && (size_t)n < len, "SQL too long: %s", fmt);
+}
+
+#define FORMAT_SQL(sql, fmt)                                                                       \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vformat(sql, sizeof(sql), fmt, ap);                                                \
+		va_end(ap);                                                                        \
+	} while (0)
+
+void test_db_execf(PGconn *conn, const char *fmt, ...)
+{
+	char sql[8192];
+
+	FORMAT_SQL(sql, fmt);
+	PQclear(test_db_exec(conn, sql));
+}
+
+void test_db_expect_errorf(PGconn *conn, const char *sqlstate, const char *fmt, ...)
+{
+	char sql[8192];
+
+	FORMAT_SQL(sql, fmt);
+	test_db_expect_error(conn, sqlstate, sql);
+}
+
+void test_db_expectf(PGconn *conn, const char *want, const char *fmt, ...)
+{
+	char sql[8192];
+	char *v;
+
+	FORMAT_SQL(sql, fmt);
+	v = test_db_value(conn, sql);
+	ck_assert_msg(strcmp(v, want) == 0, "%s\n-- expected '%s', got '%s'", sql, want, v);
+	free(v);
+}
+
+void test_db_getf(char *out, size_t len, PGconn *conn, const char *fmt, ...)
+{
+	char sql[8192];
+	char *v;
+
+	FORMAT_SQL(sql, fmt);
+	v = test_db_value(conn, sql);
+	ck_assert_msg(strlen(v) < len, "%s\n-- value too long: %s", sql, v);
+	strcpy(out, v);
+	free(v);
+}
+
+char *test_db_valuef(PGconn *conn, const char *fmt, ...)
+{
+	char sql[8192];
+
+	FORMAT_SQL(sql, fmt);
+	return test_db_value(conn, sql);
 }

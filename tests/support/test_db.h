@@ -55,6 +55,20 @@ PGresult *test_db_execp(PGconn *conn, const char *sql, int nparams, const char *
  * sql opened none itself (callers inside BEGIN must ROLLBACK themselves). */
 void test_db_expect_error(PGconn *conn, const char *sqlstate, const char *sql);
 
+/* printf-style forms of the helpers above and below; the SQL is built with
+ * vsnprintf (test data only: never user input) and must fit 8 KiB. */
+void test_db_execf(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void test_db_expect_errorf(PGconn *conn, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Aborts unless the query's single value equals want. */
+void test_db_expectf(PGconn *conn, const char *want, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Copies the query's single value into out (len bytes, aborts if longer). */
+void test_db_getf(char *out, size_t len, PGconn *conn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Returns: new string; caller frees with free(). */
+char *test_db_valuef(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The single value of a one-row, one-column query, as text ("" for NULL).
  * Returns: new string; caller frees with free(). */
 char *test_db_value(PGconn *conn, const char *sql);
@@ -92,8 +106,8 @@ int test_free_port(void);
 
 /* Plain, non-aborting versions for programs outside a Check test.
  * Return 0, or -1 with err filled. */
-int test_db_recreate(const char *admin_url, const char *name, const char *template_name,
-		     char *err, size_t errlen);
+int test_db_recreate(const char *admin_url, const char *name, const char *template_name, char *err,
+                     size_t errlen);
 PGconn *test_db_connect_url(const char *admin_url, const char *name, char *err, size_t errlen);
 
 #endif

@@ -31,8 +31,8 @@ int main(void)
 		fprintf(stderr, "cannot connect to %s: %s\n", TEST_DB_TEMPLATE, err);
 		return 1;
 	}
-	applied = migrate_apply(conn, migrations_embedded, migrations_embedded_count, err,
-				sizeof(err));
+	applied =
+	    migrate_apply(conn, migrations_embedded, migrations_embedded_count, err, sizeof(err));
 	PQfinish(conn);
 	if (applied < 0) {
 		fprintf(stderr, "%s\n", err);
