@@ -222,7 +222,9 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			complete(c);
 			break;
 		case PGRES_FATAL_ERROR:
-			if (c->err_res == NULL && c->work_res == NULL)
+			/* Also after the work's result: a failure at the implicit
+			 * COMMIT (Sync) rolled that work back. */
+			if (c->err_res == NULL)
 				c->err_res = res;
 			else
 				PQclear(res);

@@ -31,8 +31,9 @@ static const struct cfg_entry entries[] = {
 	{"IMPORTER_JWT_SECRET", CFG_STR, OFF(jwt_secret), NULL, 0, 0, CONFIG_GATEWAY},
 	{"IMPORTER_LISTEN_DATABASE_URL", CFG_STR, OFF(listen_database_url), NULL, 0, 0, 0},
 	{"IMPORTER_LOG_LEVEL", CFG_LEVEL, OFF(log_level), "info", 0, 0, 0},
+	/* At most 1 GiB: PostgreSQL's limit for one bytea value. */
 	{"IMPORTER_MAX_UPLOAD_BYTES", CFG_INT, OFF(max_upload_bytes), "67108864", 1,
-	 INT64_C(1) << 40, 0},
+	 INT64_C(1) << 30, 0},
 	{"IMPORTER_METRICS_ADDR", CFG_ADDR, OFF(metrics_addr), NULL, 0, 0, 0},
 	{"IMPORTER_POLL_INTERVAL_MS", CFG_INT, OFF(poll_interval_ms), "5000", 10, 600000, 0},
 	{"IMPORTER_SSE_HEARTBEAT_MS", CFG_INT, OFF(sse_heartbeat_ms), "15000", 10, 15000, 0},

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonstream.h"
 #include "pgconn.h"
 #include "pgtypes.h"
 
@@ -144,17 +145,18 @@ int batch_add_error(struct batch *b, int64_t index, const char *collection, cons
 	e->key = dup_or_null(key);
 	e->message = strdup(message);
 	e->raw = NULL;
+	/* Both go into text columns and may quote bad input: make them text. */
+	if (e->message != NULL)
+		jsonstream_scrub_text(e->message, strlen(e->message));
 	if (raw != NULL) {
 		size_t n = raw_len < RAW_EXCERPT ? raw_len : RAW_EXCERPT;
 
-		/* Cut on a character boundary and without NULs: it goes into text. */
+		/* Cut on a character boundary. */
 		while (n > 0 && n < raw_len && ((unsigned char)raw[n] & 0xC0) == 0x80)
 			n--;
 		e->raw = dup_len(raw, n);
 		if (e->raw != NULL)
-			for (size_t i = 0; i < n; i++)
-				if (e->raw[i] == '\0')
-					e->raw[i] = '?';
+			jsonstream_scrub_text(e->raw, n);
 	}
 	return e->message != NULL ? 0 : -1;
 }
@@ -205,9 +207,17 @@ static void tally_add(struct batch *b, const char *collection, int64_t ins, int6
 			return;
 		}
 	}
-	b->tallies = realloc(b->tallies, (b->ntallies + 1) * sizeof(*b->tallies));
-	b->tallies[b->ntallies] = (struct batch_tally){strdup(collection), ins, upd, failed};
-	b->ntallies++;
+	struct batch_tally *t = realloc(b->tallies, (b->ntallies + 1) * sizeof(*b->tallies));
+	char *name = strdup(collection);
+
+	if (t == NULL || name == NULL) { /* counts are lost, never the records */
+		free(name);
+		if (t != NULL)
+			b->tallies = t;
+		return;
+	}
+	b->tallies = t;
+	b->tallies[b->ntallies++] = (struct batch_tally){name, ins, upd, failed};
 }
 
 static int cmp_record(const void *pa, const void *pb)

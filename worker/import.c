@@ -119,9 +119,12 @@ static void load_checkpoint(struct import *im)
 	    json_object_is_type(hdr, json_type_array)) {
 		im->header_n = json_object_array_length(hdr);
 		im->header = calloc(im->header_n ? im->header_n : 1, sizeof(*im->header));
-		for (size_t i = 0; i < im->header_n; i++)
-			im->header[i] =
-				strdup(json_object_get_string(json_object_array_get_idx(hdr, i)));
+		for (size_t i = 0; i < im->header_n; i++) {
+			const char *name =
+				json_object_get_string(json_object_array_get_idx(hdr, i));
+
+			im->header[i] = strdup(name != NULL ? name : "");
+		}
 	}
 }
 
@@ -184,20 +187,6 @@ struct import *import_new(PGconn *conn, struct job *job, char *err, size_t errle
 	im->key_name = jsonutil_get_string(job->payload, "key");
 	im->tok = jsonstream_tokener_new();
 	load_checkpoint(im);
-	if (job->checkpoint == NULL && strcmp(job->mode, "replace") == 0) {
-		/* From scratch (new, or retried with restart): drop any old staging. */
-		const char *job_param[] = {job->id};
-
-		res = PQexecParams(conn, "DELETE FROM importer.replace_staging WHERE job_id = $1", 1,
-				   NULL, job_param, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			pgconn_error(conn, res, err, errlen);
-			PQclear(res);
-			import_free(im);
-			return NULL;
-		}
-		PQclear(res);
-	}
 	if (im->header != NULL)
 		find_key_col(im);
 	clock_gettime(CLOCK_MONOTONIC, &im->started);
@@ -295,30 +284,38 @@ static const char *object_key(struct json_object *obj, const char *key_name, cha
 			      size_t buflen)
 {
 	struct json_object *v;
+	const char *text;
 
 	if (!json_object_object_get_ex(obj, key_name, &v))
 		return NULL;
 	if (json_object_is_type(v, json_type_string))
 		return json_object_get_string(v);
-	if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
-		snprintf(buf, buflen, "%s", json_object_to_json_string(v));
-		return buf;
-	}
-	return NULL;
+	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+		return NULL;
+	/* json-c keeps a double's text as written but clamps integers to 64
+	 * bits: a clamped value could make two records share a key, so it is
+	 * refused (as is a number too long to be a key). */
+	text = json_object_to_json_string(v);
+	if (strcmp(text, "18446744073709551615") == 0 || strcmp(text, "9223372036854775807") == 0 ||
+	    strcmp(text, "-9223372036854775808") == 0 || strlen(text) >= buflen)
+		return NULL;
+	snprintf(buf, buflen, "%s", text);
+	return buf;
 }
 
 /* Validates an object record's key and adds it to the batch. */
 static int add_object(struct import *im, const char *collection, struct json_object *obj,
 		      const char *raw, size_t raw_len)
 {
-	char buf[64];
+	char buf[MAX_KEY_BYTES + 1];
 	const char *key_name = im->key_name != NULL ? im->key_name : "id";
 	const char *key = object_key(obj, key_name, buf, sizeof(buf));
 
 	if (key == NULL || key[0] == '\0') {
 		char msg[600];
 
-		snprintf(msg, sizeof(msg), "missing key: no string or number \"%s\"", key_name);
+		snprintf(msg, sizeof(msg),
+			 "missing key: no string or (64-bit) number \"%.500s\"", key_name);
 		return record_error(im, collection, NULL, msg, raw, raw_len);
 	}
 	if (strlen(key) > MAX_KEY_BYTES || !jsonstream_valid_text(key, strlen(key)))
@@ -355,6 +352,17 @@ static int csv_header(struct import *im, const struct csv_record *rec)
 			return 1;
 		}
 		im->header[i] = strdup(rec->fields[i]);
+		if (im->header[i] == NULL)
+			return -1;
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(im->header[k], im->header[i]) == 0) {
+				snprintf(im->message, sizeof(im->message),
+					 "the header names column \"%.200s\" twice (columns %zu and %zu)",
+					 im->header[i], k + 1, i + 1);
+				im->file_error = true;
+				return 1;
+			}
+		}
 	}
 	find_key_col(im);
 	if (im->key_name != NULL && im->key_col < 0) {
@@ -648,7 +656,8 @@ static int gather(struct import *im, char *err, size_t errlen)
 static const char sql_progress[] =
 	"UPDATE importer.import_jobs SET phase = 'importing', progress = $3,"
 	" processed_items = $4, failed_items = $5, total_items = $6, total_is_estimate = true,"
-	" counts = $7::jsonb, checkpoint = $8::jsonb, current_step = $9, eta_seconds = $10::int"
+	" counts = $7::jsonb, checkpoint = $8::jsonb, current_step = $9, eta_seconds = $10::int,"
+	" heartbeat_at = clock_timestamp()"
 	" WHERE id = $1 AND lease_id = $2";
 
 static void count_add(struct json_object *obj, const char *key, int64_t n)
@@ -806,9 +815,34 @@ static int swap_in(struct import *im, char *err, size_t errlen)
 	return 0;
 }
 
+/* replace from scratch (new, or retried with restart): drop old staging. */
+static int clear_staging(struct import *im, char *err, size_t errlen)
+{
+	const char *params[] = {im->job->id};
+	PGresult *res = PQexecParams(im->conn, "DELETE FROM importer.replace_staging WHERE job_id = $1",
+				     1, NULL, params, NULL, NULL, 0);
+	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+
+	if (rc != 0)
+		pgconn_error(im->conn, res, err, errlen);
+	PQclear(res);
+	return rc;
+}
+
 static void rollback(PGconn *conn)
 {
 	PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+static int commit(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, "COMMIT");
+	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+
+	if (rc != 0)
+		pgconn_error(conn, res, err, errlen);
+	PQclear(res);
+	return rc;
 }
 
 /* Ends the job (outside any transaction). */
@@ -834,8 +868,11 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 	eof = gather(im, err, errlen);
 	if (eof < 0)
 		return JOB_RETRY;
-	if (im->file_error)
+	if (im->file_error) {
+		/* It may quote the file (a header name): keep it storable text. */
+		jsonstream_scrub_text(im->message, strlen(im->message));
 		return end_job(im, JOB_END_FAILED, im->message, err, errlen);
+	}
 	if (eof && strcmp(im->job->kind, "csv") == 0 && im->header == NULL)
 		return end_job(im, JOB_END_FAILED, "the file has no header row", err, errlen);
 
@@ -843,10 +880,20 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 	if (rc <= 0)
 		return rc == 0 ? JOB_LOST : JOB_RETRY;
 	if (cancel || pause) {
-		/* What this step read is dropped; the committed checkpoint stays. */
-		rollback(im->conn);
-		return end_job(im, cancel ? JOB_END_CANCELLED : JOB_END_PAUSED, NULL, err, errlen);
+		/* What this step read is dropped; the committed checkpoint stays.
+		 * Ending inside the fenced transaction (which holds the row lock)
+		 * means a resume cannot slip in between. */
+		rc = job_end(im->conn, im->job, cancel ? JOB_END_CANCELLED : JOB_END_PAUSED, NULL,
+			     err, errlen);
+		if (rc <= 0) {
+			rollback(im->conn);
+			return rc == 0 ? JOB_LOST : JOB_RETRY;
+		}
+		return commit(im->conn, err, errlen) == 0 ? JOB_DONE : JOB_RETRY;
 	}
+	if (!im->logged_start && im->job->checkpoint == NULL &&
+	    strcmp(im->job->mode, "replace") == 0 && clear_staging(im, err, errlen) != 0)
+		goto retry;
 	if (!im->logged_start) {
 		char msg[128];
 
@@ -876,16 +923,8 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 			return rc == 0 ? JOB_LOST : JOB_RETRY;
 		}
 	}
-	{
-		PGresult *res = PQexec(im->conn, "COMMIT");
-
-		rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-		if (rc != 0)
-			pgconn_error(im->conn, res, err, errlen);
-		PQclear(res);
-		if (rc != 0)
-			return JOB_RETRY;
-	}
+	if (commit(im->conn, err, errlen) != 0)
+		return JOB_RETRY;
 	return eof ? JOB_DONE : JOB_CONTINUE;
 retry:
 	rollback(im->conn);

@@ -8,45 +8,72 @@
 #include "pgconn.h"
 
 /* The log line is written by the same statement that ends the lease, so it
- * exists exactly when the state change does. */
+ * exists exactly when the state change does. A job handed back to the queue
+ * ($3 = pending) whose owner asked for cancel or pause meanwhile becomes
+ * cancelled or paused instead: claiming clears the flags, so the request
+ * would otherwise be lost. */
 static const char sql_end[] =
-	"WITH j AS ("
+	"WITH t AS ("
+	"  SELECT CASE WHEN $3 = 'pending' AND cancel_requested THEN 'cancelled'"
+	"              WHEN $3 = 'pending' AND pause_requested THEN 'paused'"
+	"              ELSE $3 END AS status"
+	"  FROM importer.import_jobs WHERE id = $1 AND lease_id = $2),"
+	" j AS ("
 	"  UPDATE importer.import_jobs SET"
-	"    status = $3,"
-	"    phase = CASE WHEN $3 IN ('pending', 'paused') THEN 'queued' ELSE 'done' END,"
-	"    progress = CASE WHEN $3 = 'completed' THEN 100 ELSE progress END,"
-	"    total_items = CASE WHEN $3 = 'completed' THEN processed_items ELSE total_items END,"
-	"    total_is_estimate = total_is_estimate AND $3 <> 'completed',"
-	"    checkpoint = CASE WHEN $3 = 'completed' THEN NULL ELSE checkpoint END,"
-	"    eta_seconds = CASE WHEN $3 = 'completed' THEN 0 END,"
-	"    current_step = CASE WHEN $3 = 'completed' THEN NULL ELSE current_step END,"
-	"    error_message = CASE WHEN $3 = 'failed' THEN $4 ELSE error_message END,"
+	"    status = t.status,"
+	"    phase = CASE WHEN t.status IN ('pending', 'paused') THEN 'queued' ELSE 'done' END,"
+	"    progress = CASE WHEN t.status = 'completed' THEN 100 ELSE progress END,"
+	"    total_items = CASE WHEN t.status = 'completed' THEN processed_items ELSE total_items END,"
+	"    total_is_estimate = total_is_estimate AND t.status <> 'completed',"
+	"    checkpoint = CASE WHEN t.status = 'completed' THEN NULL ELSE checkpoint END,"
+	"    eta_seconds = CASE WHEN t.status = 'completed' THEN 0 END,"
+	"    current_step = CASE WHEN t.status = 'completed' THEN NULL ELSE current_step END,"
+	"    error_message = CASE WHEN t.status = 'failed' THEN $4 ELSE error_message END,"
 	"    pause_requested = false,"
 	"    lease_id = NULL,"
-	"    worker_id = CASE WHEN $3 IN ('pending', 'paused') THEN NULL ELSE worker_id END,"
+	"    worker_id = CASE WHEN t.status IN ('pending', 'paused') THEN NULL ELSE worker_id END,"
 	"    run_after = now()"
+	"  FROM t"
 	"  WHERE id = $1 AND lease_id = $2"
-	"    AND ($3 <> 'paused' OR pause_requested)"
-	"  RETURNING id, user_id)"
+	"    AND (t.status <> 'paused' OR pause_requested)"
+	"  RETURNING id, user_id, t.status)"
 	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message)"
-	"  SELECT id, user_id, $5, $6, coalesce($4, $7) FROM j RETURNING 1";
+	"  SELECT id, user_id,"
+	"         CASE WHEN status = $3 THEN $5 WHEN status = 'cancelled' THEN 'warn' ELSE 'info' END,"
+	"         CASE WHEN status = $3 THEN $6 ELSE 'job.' || status END,"
+	"         CASE WHEN status = $3 THEN coalesce($4, $7)"
+	"              WHEN status = 'cancelled' THEN 'cancelled on request'"
+	"              ELSE 'paused at a checkpoint' END"
+	"  FROM j RETURNING 1";
 
 /* Transient error: count an attempt; back off 2^attempts seconds; fail once
- * attempts are used up. */
+ * attempts are used up. An outstanding cancel or pause request wins. */
 static const char sql_retry[] =
-	"WITH j AS ("
+	"WITH t AS ("
+	"  SELECT CASE WHEN cancel_requested THEN 'cancelled'"
+	"              WHEN pause_requested THEN 'paused'"
+	"              WHEN attempts + 1 >= max_attempts THEN 'failed'"
+	"              ELSE 'pending' END AS status"
+	"  FROM importer.import_jobs WHERE id = $1 AND lease_id = $2),"
+	" j AS ("
 	"  UPDATE importer.import_jobs SET"
-	"    attempts = attempts + 1,"
-	"    status = CASE WHEN attempts + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,"
-	"    phase = CASE WHEN attempts + 1 >= max_attempts THEN 'done' ELSE 'queued' END,"
-	"    error_message = $3,"
-	"    run_after = now() + make_interval(secs => power(2, least(attempts + 1, 10))),"
+	"    attempts = attempts + CASE WHEN t.status IN ('pending', 'failed') THEN 1 ELSE 0 END,"
+	"    status = t.status,"
+	"    phase = CASE WHEN t.status IN ('pending', 'paused') THEN 'queued' ELSE 'done' END,"
+	"    error_message = CASE WHEN t.status IN ('pending', 'failed') THEN $3"
+	"                         ELSE error_message END,"
+	"    run_after = now() + CASE WHEN t.status = 'pending'"
+	"                  THEN make_interval(secs => power(2, least(attempts + 1, 10)))"
+	"                  ELSE interval '0' END,"
+	"    pause_requested = false,"
 	"    lease_id = NULL, worker_id = NULL"
+	"  FROM t"
 	"  WHERE id = $1 AND lease_id = $2"
-	"  RETURNING id, user_id, status)"
+	"  RETURNING id, user_id, t.status)"
 	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message)"
-	"  SELECT id, user_id, CASE WHEN status = 'failed' THEN 'error' ELSE 'warn' END,"
-	"         CASE WHEN status = 'failed' THEN 'job.failed' ELSE 'job.retry_scheduled' END,"
+	"  SELECT id, user_id, CASE WHEN status IN ('failed', 'pending') THEN"
+	"           CASE WHEN status = 'failed' THEN 'error' ELSE 'warn' END ELSE 'info' END,"
+	"         CASE WHEN status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.' || status END,"
 	"         $3 FROM j RETURNING 1";
 
 static const char sql_fence[] =

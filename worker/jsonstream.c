@@ -126,6 +126,22 @@ bool jsonstream_valid_text(const char *s, size_t len)
 	return true;
 }
 
+void jsonstream_scrub_text(char *s, size_t len)
+{
+	unsigned char *p = (unsigned char *)s, *end = p + len;
+	size_t n;
+
+	while (p < end) {
+		if (*p >= 0x80 && (n = utf8_seq(p, (size_t)(end - p))) != 0) {
+			p += n;
+		} else {
+			if (*p >= 0x80 || *p == 0)
+				*p = '?';
+			p++;
+		}
+	}
+}
+
 /* ==== Record parsing ==== */
 
 /* A string byte needing no attention: printable ASCII but '"' and '\\'. */

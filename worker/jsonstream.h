@@ -93,6 +93,11 @@ int jsonstream_parse_object_tok(struct json_tokener *tok, const char *buf, size_
  * code points above U+10FFFF) without NUL bytes, i.e. storable as PostgreSQL text. */
 bool jsonstream_valid_text(const char *s, size_t len);
 
+/* Makes s[0..len) storable as text in place: every byte that is not part of
+ * a valid UTF-8 sequence, and every NUL, becomes '?'. For excerpts and
+ * messages that quote user data. */
+void jsonstream_scrub_text(char *s, size_t len);
+
 /* ==== NDJSON: one JSON value per line ==== */
 
 /* Lines end in LF or CRLF; the last one may lack it. A line is handed over

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,7 +184,14 @@ static void pass_cb(evutil_socket_t fd, short what, void *arg)
 
 static void notify_cb(const char *channel, const char *payload, void *arg)
 {
-	wake(arg, channel);
+	struct worker *w = arg;
+
+	/* Cancel or pause of the running job: its next step (which ends it at
+	 * the fence) runs now, not after a batch_pause_ms delay. */
+	if (w->im != NULL && strcmp(channel, CHANNEL_CONTROL) == 0 &&
+	    strcmp(payload, w->job.id) == 0)
+		evtimer_del(w->pass_ev);
+	wake(w, channel);
 }
 
 static void listen_state_cb(bool ready, void *arg)

@@ -297,7 +297,9 @@ START_TEST(ndjson_and_backup_import_by_id)
 	                  "convert_to('{\"id\":1,\"n\":\"a\"}' || chr(13) || chr(10) || chr(10) || "
 	                  "'not json' || chr(10) || '{\"id\":\"k2\",\"n\":[1,2]}' || chr(10) || "
 	                  "'{\"id\":\"big\",\"v\":12345678901234567890123.5e1}' || chr(10) || "
-	                  "'[1]', 'UTF8')",
+	                  "'{\"id\":99999999999999999999}' || chr(10) || "
+	                  "'[1]' || chr(10), 'UTF8') || "
+	                  "'\\x7b226964223a2275222c2276223a22ff227d0a'::bytea",
 	                  "{\"collection\":\"nd\"}");
 	char *bk = submit("backup",
 	                  "convert_to('{\"metadata\":{\"v\":1},\"users\":[{\"id\":1},{\"id\":2}],"
@@ -313,8 +315,17 @@ START_TEST(ndjson_and_backup_import_by_id)
 	test_db_expectf(conn, "123456789012345678901235",
 	                "SELECT data->>'v' FROM importer.records "
 	                "WHERE record_key = 'big'");
-	test_db_expectf(conn, "2",
-	                "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", nd);
+	/* Not JSON, an integer key beyond 64 bits (json-c would clamp it and
+	 * merge records), an array, and invalid UTF-8 are record errors whose
+	 * excerpts are stored as text. */
+	test_db_expectf(conn, "2,5,6,7",
+	                "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
+	                "FROM importer.import_errors WHERE job_id = '%s'",
+	                nd);
+	test_db_expectf(conn, "t",
+	                "SELECT raw LIKE '{\"id\":\"u\",\"v\":\"?\"}%%' FROM importer.import_errors "
+	                "WHERE job_id = '%s' AND record_index = 7",
+	                nd);
 	test_db_expectf(
 	    conn, "businesses:b1,users:1,users:2",
 	    "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY collection, "
@@ -332,6 +343,20 @@ END_TEST
 
 START_TEST(file_level_problems_fail_the_job_with_a_clear_message)
 {
+	char *dup = submit("csv", "convert_to('id,a,a' || chr(10) || '1,x,y' || chr(10), 'UTF8')",
+	                   "{\"collection\":\"g\"}");
+	/* A header whose name is invalid UTF-8 fails with a storable message. */
+	char *badhdr = submit("csv", "'\\x69642cff0a312c320a'::bytea", "{\"collection\":\"g\"}");
+
+	run_to_end(dup, "failed");
+	run_to_end(badhdr, "failed");
+	test_db_expectf(conn, "t",
+	                "SELECT error_message LIKE '%%twice%%' FROM importer.import_jobs "
+	                "WHERE id = '%s'",
+	                dup);
+	free(dup);
+	free(badhdr);
+
 	char *quote = submit("csv", "convert_to('id,v' || chr(10) || '1,\"open', 'UTF8')",
 	                     "{\"collection\":\"g\"}");
 	char *empty = submit("csv", "''::bytea", "{\"collection\":\"g\"}");
@@ -577,6 +602,32 @@ START_TEST(three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly)
 }
 END_TEST
 
+START_TEST(a_cancel_requested_before_sigterm_is_not_lost)
+{
+	char *job = test_db_valuef(conn, "SELECT importer.submit_job('csv', %s, "
+	                                 "'{\"collection\":\"sc\",\"batch_size\":100,\"user_id\":\"" USER
+	                                 "\"}')",
+	                           BIG_CSV(20000));
+	struct test_proc w;
+	char *st;
+
+	start_worker(&w);
+	ck_assert_msg(test_proc_wait_for(&w, "\"event\":\"job.claimed\"", 10000), "%s", w.buf);
+	/* Frozen mid-job, it is asked to cancel and then to shut down. */
+	kill(w.pid, SIGSTOP);
+	test_db_execf(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
+	                    "SELECT importer.cancel_job('%s')",
+	              job);
+	kill(w.pid, SIGTERM);
+	kill(w.pid, SIGCONT);
+	ck_assert_int_eq(test_proc_stop(&w, 0, 10000), 0);
+	st = wait_status(job, "cancelled|pending|completed", 5000);
+	ck_assert_str_eq(st, "cancelled");
+	free(st);
+	free(job);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("worker_import");
@@ -598,6 +649,7 @@ int main(void)
 	tcase_add_test(tc, a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled);
 	tcase_add_test(tc, pause_then_resume_continues_from_the_checkpoint);
 	tcase_add_test(tc, three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly);
+	tcase_add_test(tc, a_cancel_requested_before_sigterm_is_not_lost);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
