@@ -4,9 +4,17 @@
  * by every query in flight for it; it is freed when the count drops to zero.
  * A struct user lives while it has subscribers or queries in flight. Freeing
  * is therefore never done under a callback that may still use the object.
+ * A delivery may end the stream it writes to (and so drop the connection's
+ * reference): whoever delivers to a sub it holds no other reference on takes
+ * one around the call, and a write that reports WR_CLOSED means s may be gone
+ * unless the caller holds such a reference.
  * Ordering: at most one job-refresh query per user is in flight, so job
- * states reach a user's streams in commit order; log lines are delivered by
- * id, each stream remembering the last one it got.
+ * states reach a user's streams in commit order; snapshots run on their own,
+ * so each stream also remembers the last seq it sent per job and never sends
+ * an older or equal one. Log lines are delivered by id, each stream
+ * remembering the last one it got. The log and state queries of one commit
+ * run on different connections, so a per-job stream that sees a terminal
+ * state reads the log lines after it once more before sending "end".
  */
 #include "hub.h"
 
@@ -33,6 +41,14 @@ enum sub_state { SUB_PENDING, SUB_LIVE, SUB_DONE };
 
 struct user;
 
+/* The last job seq a global stream sent for one job. */
+struct seen {
+	char job[ID_LEN];
+	int64_t seq;
+};
+
+#define MAX_SEEN 256 /* per global stream; the oldest entry is evicted beyond */
+
 struct sub {
 	struct hub *hub;            /* borrowed */
 	struct user *user;          /* borrowed; NULL once unlinked */
@@ -46,11 +62,16 @@ struct sub {
 	int64_t last_log_id;
 	int64_t last_seq;           /* SUB_JOB: last job seq sent */
 	int64_t last_event_id;      /* from the request, -1 if absent */
+	int64_t last_id;            /* largest id: written; for events without one */
+	struct seen *seen;          /* owned; SUB_GLOBAL: last seq sent per job */
+	int nseen, capseen;
 	int refs;
 	bool need_snapshot;         /* dropped events: resend the state when drained */
 	bool snap_inflight;
 	bool dirty_while_pending;
-	bool end_after_logs;        /* terminal snapshot on reconnect: logs first, then end */
+	bool end_after_logs;        /* SUB_JOB terminal: logs query in flight, then "end" */
+	int64_t end_seq;            /* SUB_JOB: seq of the terminal state */
+	char end_status[16];        /* SUB_JOB: the terminal status */
 	int64_t last_write_ms;
 	char *wait_json;            /* owned; SUB_WAIT: latest job JSON */
 	struct event *timer;        /* owned; SUB_WAIT timeout */
@@ -85,6 +106,7 @@ struct hub {
 	struct user *dirty_head; /* users with dirty jobs */
 	struct event *flush_ev;  /* owned; activated once per loop iteration with work */
 	struct event *tick_ev;   /* owned; heartbeats and resnapshots */
+	int tick_ms;             /* tick_ev's period */
 	struct hub_stats stats;
 	bool closing;
 };
@@ -169,6 +191,7 @@ __attribute__((noinline)) static void sub_unref(struct sub *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	free(s->wait_json);
+	free(s->seen);
 	free(s);
 }
 
@@ -241,41 +264,50 @@ static size_t pending_output(struct sub *s)
 	return bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
+enum wr {
+	WR_CLOSED,  /* the stream is (now) closed: s may be freed */
+	WR_SENT,    /* queued on the connection */
+	WR_DROPPED, /* dropped for a slow client (or out of memory) */
+};
+
 /* Writes one event. important: a state or terminal event that must not be
  * lost; others are dropped while the client is behind, which schedules a
- * fresh snapshot. Returns false when the stream was closed. */
-static bool stream_write(struct sub *s, const char *event, int64_t id, const char *data,
-			 bool important)
+ * fresh snapshot. On WR_CLOSED s is freed unless the caller holds a reference. */
+static enum wr stream_write(struct sub *s, const char *event, int64_t id, const char *data,
+			    bool important)
 {
 	struct hub *hub = s->hub;
 	size_t pending = pending_output(s);
 	struct evbuffer *buf;
 
 	if (s->state != SUB_LIVE || s->req == NULL)
-		return false;
+		return WR_CLOSED;
 	if (pending > hub->opts.hard_bytes) {
 		/* Never reads: let it reconnect with Last-Event-ID later. */
 		log_info("sse.dropped_client", LF_STR("user_id", s->user != NULL ? s->user->id : ""),
 			 LF_I64("pending", (int64_t)pending));
 		stream_end(s);
-		return false;
+		return WR_CLOSED;
 	}
 	if (!important && pending > hub->opts.queue_bytes) {
 		s->need_snapshot = true;
 		hub->stats.dropped++;
-		return true;
+		return WR_DROPPED;
 	}
 	buf = evbuffer_new();
 	if (buf == NULL || sse_format(buf, event, id, data) != 0) {
 		if (buf != NULL)
 			evbuffer_free(buf);
-		return true;
+		s->need_snapshot = true;
+		return WR_DROPPED;
 	}
 	evhttp_send_reply_chunk(s->req, buf);
 	evbuffer_free(buf);
 	s->last_write_ms = now_ms();
+	if (id > s->last_id)
+		s->last_id = id;
 	hub->stats.events_relayed++;
-	return true;
+	return WR_SENT;
 }
 
 /* ==== Waiters ==== */
@@ -303,15 +335,87 @@ static void waiter_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ==== Delivering job states ==== */
 
-/* One job row (json, seq, status) for sub s. */
 static void logs_done_cb(const struct pgpool_result *r, void *arg);
 static struct hq *hq_new(struct hub *hub, struct user *u, struct sub *s, const char *job,
 			 int64_t after);
 static void hq_free(struct hq *q);
 
+/* Where s remembers the last seq it sent for job (created at 0), or NULL when
+ * out of memory, which only loses the check against stale states. */
+static int64_t *seen_slot(struct sub *s, const char *job)
+{
+	int i, oldest = 0;
+
+	if (s->kind == SUB_JOB)
+		return &s->last_seq;
+	for (i = 0; i < s->nseen; i++) {
+		if (strcmp(s->seen[i].job, job) == 0)
+			return &s->seen[i].seq;
+		if (s->seen[i].seq < s->seen[oldest].seq)
+			oldest = i;
+	}
+	if (s->nseen == MAX_SEEN) {
+		i = oldest; /* long unchanged: the least likely to race */
+	} else {
+		if (s->nseen == s->capseen) {
+			int cap = s->capseen == 0 ? 16 : s->capseen * 2;
+			struct seen *n = realloc(s->seen, (size_t)cap * sizeof(*n));
+
+			if (n == NULL)
+				return NULL;
+			s->seen = n;
+			s->capseen = cap;
+		}
+		i = s->nseen++;
+	}
+	snprintf(s->seen[i].job, ID_LEN, "%s", job);
+	s->seen[i].seq = 0;
+	return &s->seen[i].seq;
+}
+
+/* Sends "end" on a per-job stream and closes it. s may be freed on return
+ * unless the caller holds a reference. */
+static void job_stream_end(struct sub *s)
+{
+	char data[128];
+	int64_t id = s->end_seq > s->last_id ? s->end_seq : s->last_id;
+
+	snprintf(data, sizeof(data), "{\"id\":\"%s\",\"status\":\"%s\"}", s->job,
+		 s->end_status);
+	if (stream_write(s, "end", id, data, true) != WR_CLOSED)
+		stream_end(s);
+}
+
+/* A per-job stream saw its terminal state: reads the log lines after
+ * last_log_id once more (those of the same commit may still be on their way on
+ * another connection); logs_done_cb then sends "end". Returns 0, or -1 when no
+ * query went out. */
+static int logs_then_end(struct sub *s)
+{
+	struct hq *q;
+	char after_s[32];
+	struct pgpool_param p[2] = {{s->job, strlen(s->job), false}, {after_s, 0, false}};
+
+	if (s->user == NULL || (q = hq_new(s->hub, s->user, s, s->job, s->last_log_id)) == NULL)
+		return -1;
+	snprintf(after_s, sizeof(after_s), "%lld", (long long)s->last_log_id);
+	p[1].len = strlen(after_s);
+	if (pgpool_exec(s->hub->pool, s->user->id, SQL_SSE_LOGS, 2, p, NULL, logs_done_cb, q) != 0) {
+		hq_free(q);
+		return -1;
+	}
+	return 0;
+}
+
+/* One job row (json, seq, status) for sub s. s may be freed on return unless
+ * the caller holds a reference. */
 static void deliver_job(struct sub *s, const char *json, int64_t seq, const char *status,
 			const char *job_id, bool snapshot)
 {
+	bool terminal = hub_is_terminal(status);
+	int64_t *last, prev;
+	enum wr w;
+
 	if (s->state == SUB_PENDING) {
 		s->dirty_while_pending = true;
 		return;
@@ -325,54 +429,40 @@ static void deliver_job(struct sub *s, const char *json, int64_t seq, const char
 			free(s->wait_json);
 			s->wait_json = copy;
 		}
-		if (hub_is_terminal(status))
+		if (terminal)
 			waiter_answer(s, 200);
 		return;
 	}
-	if (s->kind == SUB_JOB) {
-		if (seq <= s->last_seq && !snapshot)
-			return;
-		if (seq > s->last_seq)
-			s->last_seq = seq;
-	}
-	if (!stream_write(s, "job", seq, json, snapshot || hub_is_terminal(status)))
+	if (s->kind == SUB_JOB && s->end_after_logs)
+		return; /* ending: only the last log lines and "end" follow */
+	last = seen_slot(s, job_id);
+	prev = last != NULL ? *last : 0;
+	if (last != NULL && seq <= prev)
+		return; /* already sent, or a snapshot older than what was */
+	w = stream_write(s, "job", seq, json, snapshot || terminal);
+	if (w == WR_CLOSED)
 		return;
-	if (hub_is_terminal(status)) {
-		if (s->kind == SUB_JOB && snapshot && s->last_event_id >= 0 && s->user != NULL &&
-		    !s->end_after_logs) {
-			/* Reconnect after the end: the missed log lines, then "end". */
-			struct hq *q = hq_new(s->hub, s->user, s, s->job, s->last_log_id);
-			char after_s[32];
-			struct pgpool_param p[2] = {{s->job, strlen(s->job), false},
-						    {after_s, 0, false}};
+	if (w == WR_SENT && last != NULL)
+		*last = seq; /* a dropped state is resent by the next snapshot */
+	if (!terminal)
+		return;
+	if (s->kind == SUB_JOB) {
+		s->end_after_logs = true;
+		s->end_seq = seq;
+		snprintf(s->end_status, sizeof(s->end_status), "%s", status);
+		if (logs_then_end(s) != 0)
+			job_stream_end(s);
+	} else if (!snapshot || prev > 0) {
+		/* Finished while the stream was open (a snapshot may read it first). */
+		char data[128];
 
-			snprintf(after_s, sizeof(after_s), "%lld", (long long)s->last_log_id);
-			p[1].len = strlen(after_s);
-			s->end_after_logs = true;
-			if (q != NULL && pgpool_exec(s->hub->pool, s->user->id, SQL_SSE_LOGS, 2, p,
-						     NULL, logs_done_cb, q) == 0)
-				return;
-			if (q != NULL)
-				hq_free(q);
-		}
-		if (s->kind == SUB_JOB) {
-			struct json_object *o = json_object_new_object();
-
-			jsonutil_add(o, "id", json_object_new_string(s->job));
-			jsonutil_add(o, "status", json_object_new_string(status));
-			stream_write(s, "end", seq, json_object_to_json_string(o), true);
-			json_object_put(o);
-			stream_end(s);
-		} else if (!snapshot) {
-			char data[128];
-
-			snprintf(data, sizeof(data), "{\"id\":\"%.36s\",\"status\":\"%.16s\"}",
-				 job_id, status);
-			stream_write(s, "end", seq, data, true);
-		}
+		snprintf(data, sizeof(data), "{\"id\":\"%.36s\",\"status\":\"%.16s\"}",
+			 job_id, status);
+		(void)stream_write(s, "end", seq, data, true);
 	}
 }
 
+/* s may be freed on return unless the caller holds a reference. */
 static void deliver_deleted(struct sub *s, const char *job)
 {
 	char data[96];
@@ -387,9 +477,9 @@ static void deliver_deleted(struct sub *s, const char *job)
 		waiter_answer(s, 202);
 		return;
 	}
+	/* The delete's own seq is not read: the stream's position stands in. */
 	snprintf(data, sizeof(data), "{\"id\":\"%s\"}", job);
-	stream_write(s, "deleted", -1, data, true);
-	if (s->kind == SUB_JOB)
+	if (stream_write(s, "deleted", s->last_id, data, true) != WR_CLOSED && s->kind == SUB_JOB)
 		stream_end(s);
 }
 
@@ -483,15 +573,18 @@ static void refresh_done_cb(const struct pgpool_result *r, void *arg)
 				if (strcmp(PQgetvalue(r->res, i, 3), id) == 0)
 					row = i;
 			for (struct sub *s = u->subs, *next; s != NULL; s = next) {
-				next = s->next; /* delivery may unlink s */
+				next = s->next;
 				if (!wants_job(s, id))
 					continue;
+				s->refs++; /* delivery may end s */
 				if (row < 0)
 					deliver_deleted(s, id);
 				else
 					deliver_job(s, PQgetvalue(r->res, row, 0),
 						    strtoll(PQgetvalue(r->res, row, 1), NULL, 10),
 						    PQgetvalue(r->res, row, 2), id, false);
+				next = s->user == u ? s->next : next;
+				sub_unref(s);
 			}
 		}
 	} else if (r->res == NULL) {
@@ -506,35 +599,33 @@ static void logs_done_cb(const struct pgpool_result *r, void *arg)
 {
 	struct hq *q = arg;
 	struct user *u = q->user;
+	struct sub *only = q->sub; /* referenced; a per-job stream's logs before "end" */
+	int n = r->res != NULL ? PQntuples(r->res) : 0;
 
-	if (r->res != NULL) {
-		int n = PQntuples(r->res);
+	for (struct sub *s = u->subs, *next; r->res != NULL && s != NULL; s = next) {
+		next = s->next;
+		if ((only != NULL && s != only) || !wants_logs(s, q->job) || s->state != SUB_LIVE)
+			continue;
+		s->refs++; /* a write may end s (hard_bytes) */
+		for (int i = 0; i < n && s->state == SUB_LIVE; i++) {
+			int64_t id = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
 
-		for (struct sub *s = u->subs, *next; s != NULL; s = next) {
-			next = s->next;
-			if (q->sub != NULL && s != q->sub)
+			if (id <= s->last_log_id)
 				continue;
-			if (!wants_logs(s, q->job) || s->state != SUB_LIVE)
-				continue;
-			for (int i = 0; i < n && s->state == SUB_LIVE; i++) {
-				int64_t id = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
-
-				if (id <= s->last_log_id)
-					continue;
-				s->last_log_id = id;
-				stream_write(s, "log", id, PQgetvalue(r->res, i, 1), false);
-			}
-			/* More than one page: keep reading. */
-			if (n == 500 && s->state == SUB_LIVE && !s->end_after_logs)
-				mark_dirty(q->hub, u, q->job, false, true);
+			s->last_log_id = id;
+			if (stream_write(s, "log", id, PQgetvalue(r->res, i, 1), false) == WR_CLOSED)
+				break;
 		}
+		/* More than one page: keep reading. */
+		if (n == 500 && s->state == SUB_LIVE && !s->end_after_logs)
+			mark_dirty(q->hub, u, q->job, false, true);
+		next = s->user == u ? s->next : next;
+		sub_unref(s);
 	}
-	if (q->sub != NULL && q->sub->end_after_logs && q->sub->state == SUB_LIVE) {
-		char data[128];
-
-		snprintf(data, sizeof(data), "{\"id\":\"%s\",\"ended\":true}", q->sub->job);
-		stream_write(q->sub, "end", -1, data, true);
-		stream_end(q->sub);
+	if (only != NULL && only->end_after_logs && only->state == SUB_LIVE) {
+		/* A full page: read on before the end. */
+		if (n < 500 || logs_then_end(only) != 0)
+			job_stream_end(only);
 	}
 	hq_free(q);
 }
@@ -911,7 +1002,8 @@ static void tick_one(struct sub *s, void *arg)
 		if (s->snap_inflight)
 			s->need_snapshot = false;
 	}
-	if (now - s->last_write_ms >= hub->opts.heartbeat_ms &&
+	/* Ticks are tick_ms apart: ping one tick early so no gap exceeds heartbeat_ms. */
+	if (now - s->last_write_ms >= hub->opts.heartbeat_ms - hub->tick_ms &&
 	    pending_output(s) < hub->opts.queue_bytes) {
 		struct evbuffer *buf = evbuffer_new();
 
@@ -984,13 +1076,17 @@ struct hub *hub_new(struct event_base *base, struct pgpool *pool, const struct h
 		    hub_reply_cb on_reply, void *arg)
 {
 	struct hub *hub = calloc(1, sizeof(*hub));
-	int period = opts->heartbeat_ms < 1000 ? opts->heartbeat_ms : 1000;
+	/* Half the interval, at most 1 s, so a ping comes before it elapses. */
+	int period = opts->heartbeat_ms / 2 > 1000 ? 1000
+		     : opts->heartbeat_ms / 2 < 1  ? 1
+						   : opts->heartbeat_ms / 2;
 	struct timeval tv = {period / 1000, (period % 1000) * 1000};
 
 	if (hub == NULL)
 		return NULL;
 	hub->base = base;
 	hub->pool = pool;
+	hub->tick_ms = period;
 	hub->opts = *opts;
 	hub->on_reply = on_reply;
 	hub->reply_arg = arg;

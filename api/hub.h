@@ -23,7 +23,7 @@
 struct hub;
 
 struct hub_options {
-	int heartbeat_ms;     /* ": ping" interval */
+	int heartbeat_ms;     /* longest silence on a stream before a ": ping" */
 	int retry_ms;         /* the "retry:" hint */
 	size_t queue_bytes;   /* output beyond which progress and logs are dropped */
 	size_t hard_bytes;    /* output beyond which a stream is closed */

@@ -912,7 +912,7 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 {
 	static char fast[8 << 20], slow_buf[8 << 20];
 	size_t flen = 0, slen = 0;
-	char id[64], needle[64];
+	char id[64], id2[64], needle[64];
 	int fast_fd, slow_fd, rcv = 2048, i, first_drop = 0, job_events = 0;
 	struct resp r;
 	PGconn *db;
@@ -922,6 +922,10 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 	ck_assert_ptr_nonnull(strstr(gw.buf, "\"sse_queue_bytes\":4096"));
 	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_e, NULL, "id\n1\n", 5);
 	json_str(r.body, "id", id, sizeof(id));
+	/* A second job that stays active: its last change is dropped for the slow
+	 * client and must come back in the snapshot after the drain. */
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok_e, NULL, NULL, 0);
+	json_str(r.body, "id", id2, sizeof(id2));
 	/* The slow client reads its snapshot, then stops reading (tiny window). */
 	slow_fd = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(slow_fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
@@ -961,13 +965,27 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 			first_drop = i;
 	}
 	ck_assert_msg(first_drop > 0, "no event was dropped after %d steps", i);
+	{
+		char q[256];
+		size_t mark = flen;
+
+		snprintf(
+		    q, sizeof(q),
+		    "UPDATE importer.import_jobs SET current_step = 'second-last' WHERE id = '%s'",
+		    id2);
+		PQclear(test_db_exec(db, q));
+		ck_assert_msg(
+		    read_until_at(fast_fd, fast, sizeof(fast), &flen, mark, "second-last", 3000),
+		    "fast client missed the second job");
+	}
 	PQclear(test_db_exec(db, "UPDATE importer.import_jobs SET status='failed', phase='done',"
 	                         " error_message='boom', current_step='last' WHERE kind='csv'"
 	                         " AND user_id='" USER_E "'"));
 	ck_assert_msg(read_until_at(fast_fd, fast, sizeof(fast), &flen, 0, "event: end", 5000),
 	              "%s", fast + (flen > 2000 ? flen - 2000 : 0));
 	/* Now the slow client reads: the terminal state and "end" were kept, and
-	 * a fresh snapshot follows once its queue drained. */
+	 * a fresh snapshot follows once its queue drained, with the dropped state
+	 * of the second job (states already sent are not repeated). */
 	if (!read_until_at(slow_fd, slow_buf, sizeof(slow_buf), &slen, 0, "event: end", 10000)) {
 		test_proc_wait_for(&gw, "\"nothing\"", 100);
 		ck_abort_msg("slow client: no end (%zu bytes): %s\nlog: %s", slen,
@@ -975,10 +993,11 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 	}
 	after_end = strstr(slow_buf, "event: end");
 	ck_assert_msg(read_until_at(slow_fd, slow_buf, sizeof(slow_buf), &slen,
-	                            (size_t)(after_end - slow_buf), "\"current_step\" : \"last\"",
-	                            5000),
+	                            (size_t)(after_end - slow_buf),
+	                            "\"current_step\" : \"second-last\"", 5000),
 	              "no snapshot after end: %s", after_end);
 	ck_assert_ptr_nonnull(strstr(after_end, "event: job"));
+	ck_assert_ptr_null(strstr(after_end, "\"current_step\" : \"last\""));
 	/* Each step was one distinct state: fewer job events means drops. */
 	for (const char *p = slow_buf; (p = strstr(p, "event: job")) != NULL && p < after_end; p++)
 		job_events++;
@@ -993,9 +1012,117 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 		ck_assert_msg(p != NULL, "fast client lacks step %d", k);
 		at = (int)(p - fast);
 	}
+	{
+		char q[256];
+
+		snprintf(q, sizeof(q),
+		         "UPDATE importer.import_jobs SET status='cancelled', phase='done'"
+		         " WHERE id = '%s'",
+		         id2);
+		PQclear(test_db_exec(db, q));
+	}
 	PQfinish(db);
 	close(slow_fd);
 	close(fast_fd);
+	stop_gateway();
+}
+END_TEST
+
+/* A client that never reads, far past hard_bytes (16 x 1 KiB here) within one
+ * delivery of log lines: the stream is closed in the middle of the loop over
+ * its subscribers and nothing touches it afterwards (the ASan build aborts on
+ * a use after free); the gateway keeps serving and exits 0. */
+START_TEST(stalled_client_closed_during_log_delivery)
+{
+	static char buf[1 << 16];
+	char id[64], path[256];
+	size_t len = 0;
+	int slow, fd, rcv = 2048;
+	struct resp r;
+
+	start_gateway_with("IMPORTER_SSE_QUEUE_BYTES=1024");
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_b, NULL, "id\n1\n", 5);
+	json_str(r.body, "id", id, sizeof(id));
+	slow = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	{
+		struct sockaddr_in sa = {0};
+		char head[2048];
+		int n;
+
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons((uint16_t)port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ck_assert_int_eq(connect(slow, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		n = snprintf(
+		    head, sizeof(head),
+		    "GET /api/events?logs_for=%s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", id,
+		    tok_b);
+		send_all(slow, head, (size_t)n);
+	}
+	/* Live once the retry hint is out; from here on it never reads. */
+	ck_assert_msg(read_until(slow, buf, sizeof(buf), &len, "retry: ", 5000), "%s", buf);
+	sql("INSERT INTO importer.import_logs (job_id, event, message)"
+	    " SELECT '%s', 'e', repeat('x', 100000) FROM generate_series(1, 30)",
+	    id);
+	ck_assert_msg(test_proc_wait_for(&gw, "\"sse.dropped_client\"", 5000), "%s", gw.buf);
+	/* Still serving: a request and a new stream. */
+	snprintf(path, sizeof(path), "/api/jobs/%s", id);
+	EXPECT(&r, 200, "GET", path, tok_b, NULL, NULL, 0);
+	snprintf(path, sizeof(path), "/api/jobs/%s/events", id);
+	fd = open_sse(path, tok_b, NULL);
+	len = 0;
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: job", 5000), "%s", buf);
+	close(fd);
+	close(slow);
+	sql("UPDATE importer.import_jobs SET status='cancelled', phase='done' WHERE id='%s'", id);
+	stop_gateway();
+	ck_assert_msg(strstr(gw.buf, "AddressSanitizer") == NULL, "%s", gw.buf);
+}
+END_TEST
+
+/* One commit adds a log line and finishes the job: the log and state queries
+ * run on different pool connections, so the state may arrive first. The
+ * per-job stream must still show the line before "end". Repeated so the race
+ * shows. */
+START_TEST(job_stream_sends_final_log_lines_before_end)
+{
+	static char buf[1 << 16];
+	struct resp r;
+
+	start_gateway();
+	for (int k = 0; k < 20; k++) {
+		char id[64], path[256], line[32];
+		const char *l, *e;
+		size_t len = 0;
+		int fd;
+
+		EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok_d, NULL, NULL, 0);
+		json_str(r.body, "id", id, sizeof(id));
+		snprintf(path, sizeof(path), "/api/jobs/%s/events", id);
+		fd = open_sse(path, tok_d, NULL);
+		ck_assert_msg(
+		    read_until(fd, buf, sizeof(buf), &len, "\"status\" : \"pending\"", 5000), "%s",
+		    buf);
+		snprintf(line, sizeof(line), "final-line-%d", k);
+		sql("BEGIN; INSERT INTO importer.import_logs (job_id, event, message) VALUES"
+		    " ('%s', 'done', '%s'); UPDATE importer.import_jobs SET status='completed',"
+		    " phase='done', progress=100 WHERE id='%s'; COMMIT",
+		    id, line, id);
+		ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "event: end", 5000), "%s",
+		              buf);
+		ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, NULL, 5000),
+		              "stream not closed");
+		close(fd);
+		l = strstr(buf, line);
+		e = strstr(buf, "event: end");
+		ck_assert_msg(l != NULL && l < e, "run %d: no %s before end: %s", k, line, buf);
+		ck_assert_ptr_nonnull(strstr(e, "\"status\":\"completed\""));
+		/* The line before "event: end" is its id. */
+		for (l = e - 1; l > buf && l[-1] != '\n'; l--)
+			;
+		ck_assert_msg(strncmp(l, "id: ", 4) == 0, "end without id: %s", buf);
+	}
 	stop_gateway();
 }
 END_TEST
@@ -1105,6 +1232,8 @@ int main(void)
 	tcase_add_test(tc, per_user_limits_answer_429);
 	tcase_add_test(tc, global_stream_logs_for_one_job);
 	tcase_add_test(tc, slow_client_drops_progress_then_resnapshots);
+	tcase_add_test(tc, stalled_client_closed_during_log_delivery);
+	tcase_add_test(tc, job_stream_sends_final_log_lines_before_end);
 	tcase_add_test(tc, sigterm_drains_requests_and_ends_streams);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
