@@ -89,6 +89,7 @@ struct user {
 	char id[ID_LEN];
 	struct sub *subs;
 	int nstreams;            /* SSE streams (not waiters) */
+	int nwaiters;            /* wait=true requests held open */
 	struct dirty *dirty;     /* owned */
 	int ndirty, capdirty;
 	bool on_dirty_list;
@@ -211,6 +212,7 @@ static void sub_unlink(struct sub *s)
 		u->nstreams--;
 		s->hub->stats.streams--;
 	} else {
+		u->nwaiters--;
 		s->hub->stats.waiters--;
 	}
 	s->user = NULL;
@@ -920,6 +922,7 @@ static struct sub *sub_new(struct hub *hub, struct evhttp_request *req, const ch
 		u->subs->prev = s;
 	u->subs = s;
 	if (kind == SUB_WAIT) {
+		u->nwaiters++;
 		hub->stats.waiters++;
 	} else {
 		u->nstreams++;
@@ -951,9 +954,14 @@ void hub_open_stream(struct hub *hub, struct evhttp_request *req, const char *us
 void hub_wait(struct hub *hub, struct evhttp_request *req, const char *user, const char *job_id,
 	      const char *job_json, int64_t timeout_s)
 {
-	struct sub *s = hub->closing ? NULL : sub_new(hub, req, user, SUB_WAIT, job_id);
+	struct user *u = user_find(hub, user, false);
 	struct timeval tv = {timeout_s, 0};
+	struct sub *s = NULL;
 
+	/* Held requests cost a descriptor each: past the cap a user gets the
+	 * job as it is now (202), exactly what a wait that timed out answers. */
+	if (!hub->closing && (u == NULL || u->nwaiters < HUB_MAX_WAITERS_PER_USER))
+		s = sub_new(hub, req, user, SUB_WAIT, job_id);
 	if (s == NULL) {
 		note_reply(hub, req, 202);
 		http_reply_text(req, 202, job_json);

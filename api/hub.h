@@ -59,6 +59,10 @@ void hub_resync(struct hub *hub);
 void hub_open_stream(struct hub *hub, struct evhttp_request *req, const char *user,
 		     const char *job_id, const char *logs_for, int64_t last_event_id);
 
+/* wait=true requests one user may hold open at once; more are answered at
+ * once with the job as it is (202), as if their wait had timed out. */
+#define HUB_MAX_WAITERS_PER_USER 64
+
 /* Holds req until job_id (whose current JSON is job_json, status is status)
  * ends, then answers 200 with the final job; after timeout_s answers 202 with
  * the latest state. Always answers req. */
