@@ -22,6 +22,7 @@
 #include "pglisten.h"
 #include "import.h"
 #include "job.h"
+#include "metrics.h"
 #include "queue.h"
 
 struct worker {
@@ -37,6 +38,7 @@ struct worker {
 	struct backoff retry;       /* delays between passes after database errors */
 	struct job job;             /* the job being imported, while im is set */
 	struct import *im;          /* owned; NULL while no job runs */
+	struct metrics *metrics;    /* owned; NULL unless IMPORTER_METRICS_ADDR is set */
 	time_t pruned_at;           /* last housekeeping that pruned expired jobs */
 	bool stopping;              /* a first signal arrived */
 	int exit_code;
@@ -91,8 +93,11 @@ static void drop_job(struct worker *w)
 static void run_step(struct worker *w)
 {
 	char err[512], err2[512];
-	enum job_result r = import_step(w->im, w->stopping, err, sizeof(err));
+	enum job_result r;
 
+	metrics_step_begin(w->metrics, &w->job);
+	r = import_step(w->im, w->stopping, err, sizeof(err));
+	metrics_step_end(w->metrics, &w->job, r);
 	switch (r) {
 	case JOB_CONTINUE:
 		schedule_pass(w, (unsigned)import_pause_ms(w->im));
@@ -113,6 +118,7 @@ static void run_step(struct worker *w)
 				 LF_STR("error", err2));
 		break;
 	}
+	metrics_job_ended(w->metrics, &w->job, r);
 	drop_job(w);
 	schedule_pass(w, 0);
 }
@@ -134,6 +140,7 @@ static void claim(struct worker *w)
 		return;
 	log_info("job.claimed", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
 		 LF_STR("kind", w->job.kind), LF_I64("attempts", w->job.attempts));
+	metrics_job_claimed(w->metrics, &w->job);
 	w->im = import_new(w->conn, &w->job, err, sizeof(err));
 	if (w->im == NULL) {
 		char err2[512];
@@ -141,6 +148,7 @@ static void claim(struct worker *w)
 		if (job_release_retry(w->conn, &w->job, err, err2, sizeof(err2)) < 0)
 			log_warn("job.release_failed", LF_STR("job_id", w->job.id),
 				 LF_STR("error", err2));
+		metrics_job_ended(w->metrics, &w->job, JOB_RETRY);
 		job_clear(&w->job);
 	}
 	schedule_pass(w, 0);
@@ -176,6 +184,7 @@ static void pass_cb(evutil_socket_t fd, short what, void *arg)
 	backoff_reset(&w->retry);
 	if (n > 0)
 		log_debug("noop.completed", LF_I64("jobs", n));
+	metrics_noops(w->metrics, n);
 	if (n == QUEUE_NOOP_BATCH)
 		schedule_pass(w, 0);
 	else
@@ -286,6 +295,10 @@ int worker_start(struct worker *w, const volatile sig_atomic_t *stop, char *err,
 		w->stopping = 1;
 		event_base_loopexit(w->base, NULL);
 	}
+	if (w->cfg->metrics_addr != NULL &&
+	    (w->metrics = metrics_new(w->base, w->cfg->metrics_addr, w->conn, w->worker_id, err,
+				      errlen)) == NULL)
+		return -1;
 	pglisten_start(w->listener);
 	log_info("worker.started", LF_STR("worker_id", w->worker_id),
 		 LF_I64("server_version", PQserverVersion(w->conn)));
@@ -302,6 +315,7 @@ void worker_free(struct worker *w)
 	if (w == NULL)
 		return;
 	drop_job(w);
+	metrics_free(w->metrics);
 	pglisten_free(w->listener);
 	if (w->poll_ev != NULL)
 		event_free(w->poll_ev);
