@@ -13,17 +13,13 @@
 #define USER "00000000-0000-4000-8000-0000000000c1"
 
 static char database_env[4200];
-static PGconn *conn;
 
 static void create_database(void)
 {
-	char *url;
-
-	test_db_create(DB);
-	url = test_db_url(DB);
-	snprintf(database_env, sizeof(database_env), "DATABASE_URL=%s", url);
-	free(url);
+	test_db_create_env(DB, database_env, sizeof(database_env));
 }
+
+static PGconn *conn;
 
 static void setup(void)
 {
@@ -38,19 +34,11 @@ static void teardown(void)
 	conn = NULL;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits, woken by job events, until the job's status is one of want
  * ("completed", or "completed|failed"). Returns the status (caller frees). */
 static char *wait_status(const char *job, const char *want, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = test_now_ms() + timeout_ms;
 
 	for (;;) {
 		char *st = test_db_valuef(
@@ -58,7 +46,7 @@ static char *wait_status(const char *job, const char *want, int timeout_ms)
 		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
 		PGnotify *n;
 
-		if (strstr(want, st) != NULL || now_ms() >= deadline)
+		if (strstr(want, st) != NULL || test_now_ms() >= deadline)
 			return st;
 		free(st);
 		poll(&pfd, 1, 500);
@@ -322,10 +310,11 @@ START_TEST(ndjson_and_backup_import_by_id)
 	                "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
 	                "FROM importer.import_errors WHERE job_id = '%s'",
 	                nd);
-	test_db_expectf(conn, "t",
-	                "SELECT raw LIKE '{\"id\":\"u\",\"v\":\"?\"}%%' FROM importer.import_errors "
-	                "WHERE job_id = '%s' AND record_index = 7",
-	                nd);
+	test_db_expectf(
+	    conn, "t",
+	    "SELECT raw LIKE '{\"id\":\"u\",\"v\":\"?\"}%%' FROM importer.import_errors "
+	    "WHERE job_id = '%s' AND record_index = 7",
+	    nd);
 	test_db_expectf(
 	    conn, "businesses:b1,users:1,users:2",
 	    "SELECT string_agg(collection || ':' || record_key, ',' ORDER BY collection, "
@@ -394,13 +383,13 @@ START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
 	start_worker(&w1);
 	/* Wait for some committed progress, then stop the worker. */
 	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.claimed\"", 10000), "%s", w1.buf);
-	for (long deadline = now_ms() + 20000;;) {
+	for (long deadline = test_now_ms() + 20000;;) {
 		char *n = test_db_valuef(
 		    conn, "SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
 		bool some = atoll(n) >= 500;
 
 		free(n);
-		if (some || now_ms() > deadline)
+		if (some || test_now_ms() > deadline)
 			break;
 		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
 		poll(&pfd, 1, 200);
@@ -442,14 +431,14 @@ START_TEST(cancel_stops_a_running_import_quickly_and_keeps_what_committed)
 
 	start_worker(&w);
 	ck_assert_msg(test_proc_wait_for(&w, "\"event\":\"job.claimed\"", 10000), "%s", w.buf);
-	t0 = now_ms();
+	t0 = test_now_ms();
 	/* As the owner, the way the gateway asks. */
 	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
 	                           "SELECT importer.cancel_job(id) FROM importer.import_jobs"));
 	st = wait_status(job, "cancelled", 10000);
 	ck_assert_str_eq(st, "cancelled");
 	/* One second is the promise; sanitizers slow batches, so allow slack. */
-	ck_assert_int_lt(now_ms() - t0, 3000);
+	ck_assert_int_lt(test_now_ms() - t0, 3000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 	{
 		char *processed = test_db_valuef(conn,
@@ -499,28 +488,6 @@ START_TEST(a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled)
 }
 END_TEST
 
-/* Waits, woken by job events, until sql returns "t". */
-static bool wait_true(const char *sql, int timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms;
-
-	for (;;) {
-		char *v = test_db_value(conn, sql);
-		bool done = strcmp(v, "t") == 0;
-		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
-
-		free(v);
-		if (done)
-			return true;
-		if (now_ms() >= deadline)
-			return false;
-		poll(&pfd, 1, 500);
-		PQconsumeInput(conn);
-		for (PGnotify *n; (n = PQnotifies(conn)) != NULL;)
-			PQfreemem(n);
-	}
-}
-
 START_TEST(pause_then_resume_continues_from_the_checkpoint)
 {
 	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"p\",\"batch_size\":50}");
@@ -530,7 +497,7 @@ START_TEST(pause_then_resume_continues_from_the_checkpoint)
 	start_worker(&w);
 	snprintf(sql, sizeof(sql),
 	         "SELECT processed_items >= 500 FROM importer.import_jobs WHERE id = '%s'", job);
-	ck_assert(wait_true(sql, 30000));
+	ck_assert(test_db_wait_true(conn, sql, 30000));
 	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
 	                           "SELECT importer.pause_job(id) FROM importer.import_jobs"));
 	st = wait_status(job, "paused", 10000);
@@ -578,9 +545,10 @@ START_TEST(three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly)
 	          "FROM generate_series(1, 4) u, generate_series(1, 15) j"));
 	for (int i = 0; i < 3; i++)
 		start_worker(&w[i]);
-	ck_assert(wait_true("SELECT count(*) FILTER (WHERE status = 'completed') = 60 "
-	                    "FROM importer.import_jobs",
-	                    120000));
+	ck_assert(test_db_wait_true(conn,
+	                            "SELECT count(*) FILTER (WHERE status = 'completed') = 60 "
+	                            "FROM importer.import_jobs",
+	                            120000));
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(test_proc_stop(&w[i], SIGTERM, 10000), 0);
 	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '2' "
@@ -604,10 +572,11 @@ END_TEST
 
 START_TEST(a_cancel_requested_before_sigterm_is_not_lost)
 {
-	char *job = test_db_valuef(conn, "SELECT importer.submit_job('csv', %s, "
-	                                 "'{\"collection\":\"sc\",\"batch_size\":100,\"user_id\":\"" USER
-	                                 "\"}')",
-	                           BIG_CSV(20000));
+	char *job =
+	    test_db_valuef(conn,
+	                   "SELECT importer.submit_job('csv', %s, "
+	                   "'{\"collection\":\"sc\",\"batch_size\":100,\"user_id\":\"" USER "\"}')",
+	                   BIG_CSV(20000));
 	struct test_proc w;
 	char *st;
 
@@ -615,8 +584,9 @@ START_TEST(a_cancel_requested_before_sigterm_is_not_lost)
 	ck_assert_msg(test_proc_wait_for(&w, "\"event\":\"job.claimed\"", 10000), "%s", w.buf);
 	/* Frozen mid-job, it is asked to cancel and then to shut down. */
 	kill(w.pid, SIGSTOP);
-	test_db_execf(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
-	                    "SELECT importer.cancel_job('%s')",
+	test_db_execf(conn,
+	              "SELECT set_config('importer.user_id', '" USER "', false); "
+	              "SELECT importer.cancel_job('%s')",
 	              job);
 	kill(w.pid, SIGTERM);
 	kill(w.pid, SIGCONT);

@@ -19,22 +19,19 @@
 #define USER_C "00000000-0000-4000-8000-0000000000c1" /* may run nothing: stays pending */
 
 static char database_env[4200];
-static PGconn *conn;
 
 static void create_database(void)
 {
-	char *url;
-
-	test_db_create(DB);
-	url = test_db_url(DB);
-	snprintf(database_env, sizeof(database_env), "DATABASE_URL=%s", url);
-	free(url);
+	test_db_create_env(DB, database_env, sizeof(database_env));
 }
+
+static PGconn *conn;
 
 static void setup(void)
 {
 	conn = test_db_connect(DB);
-	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs CASCADE"));
+	PQclear(
+	    test_db_exec(conn, "TRUNCATE importer.import_jobs CASCADE; LISTEN importer_events"));
 }
 
 static void teardown(void)
@@ -43,37 +40,11 @@ static void teardown(void)
 	conn = NULL;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
-}
-
-/* Polls until sql returns "t" (the table is the truth). */
-static bool wait_true(const char *sql, int timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms;
-
-	for (;;) {
-		char *v = test_db_value(conn, sql);
-		bool done = strcmp(v, "t") == 0;
-
-		free(v);
-		if (done)
-			return true;
-		if (now_ms() >= deadline)
-			return false;
-		sleep_ms(50);
-	}
 }
 
 /* GET path from 127.0.0.1:port with HTTP/1.0. Returns the status code (-1 if
@@ -164,32 +135,38 @@ START_TEST(metrics_count_jobs_records_batches_and_read_the_queue)
 	    "SELECT importer.submit_job('noop', NULL::uuid, '{\"user_id\":\"" USER_A "\"}') "
 	    "FROM generate_series(1, 5)"));
 	port = start_worker(&w);
-	ck_assert_msg(wait_true("SELECT count(*) FILTER (WHERE status = 'completed') = 6 AND "
-	                        "count(*) FILTER (WHERE status = 'failed') = 1 "
-	                        "FROM importer.import_jobs WHERE user_id = '" USER_A "'",
-	                        60000),
-	              "USER_A's jobs did not end: %s", w.buf);
+	ck_assert_msg(
+	    test_db_wait_true(conn,
+	                      "SELECT count(*) FILTER (WHERE status = 'completed') = 6 AND "
+	                      "count(*) FILTER (WHERE status = 'failed') = 1 "
+	                      "FROM importer.import_jobs WHERE user_id = '" USER_A "'",
+	                      60000),
+	    "USER_A's jobs did not end: %s", w.buf);
 
 	ck_assert_int_eq(http_get(port, "/metrics", &body), 200);
 	ck_assert_double_eq(sample(body, "importer_worker_jobs_claimed_total"), 2);
 	ck_assert_double_eq(sample(body, "importer_worker_jobs_completed_total"), 1);
 	ck_assert_double_eq(sample(body, "importer_worker_jobs_failed_total"), 1);
 	ck_assert_double_eq(sample(body, "importer_worker_jobs_cancelled_total"), 0);
-	ck_assert_double_eq(sample(body, "importer_worker_jobs_ended_total{outcome=\"completed\"}"), 1);
-	ck_assert_double_eq(sample(body, "importer_worker_jobs_ended_total{outcome=\"failed\"}"), 1);
+	ck_assert_double_eq(sample(body, "importer_worker_jobs_ended_total{outcome=\"completed\"}"),
+	                    1);
+	ck_assert_double_eq(sample(body, "importer_worker_jobs_ended_total{outcome=\"failed\"}"),
+	                    1);
 	ck_assert_double_eq(sample(body, "importer_worker_noop_jobs_completed_total"), 5);
 	ck_assert_double_eq(sample(body, "importer_worker_records_imported_total"), 299);
 	ck_assert_double_eq(sample(body, "importer_worker_record_errors_total"), 1);
 	ck_assert_double_ge(sample(body, "importer_worker_batch_duration_seconds_count"), 3);
-	ck_assert_double_eq(sample(body, "importer_worker_batch_duration_seconds_bucket{le=\"+Inf\"}"),
-	                    sample(body, "importer_worker_batch_duration_seconds_count"));
+	ck_assert_double_eq(
+	    sample(body, "importer_worker_batch_duration_seconds_bucket{le=\"+Inf\"}"),
+	    sample(body, "importer_worker_batch_duration_seconds_count"));
 	ck_assert_double_gt(sample(body, "importer_worker_batch_duration_seconds_sum"), 0);
 	ck_assert_double_eq(sample(body, "importer_worker_busy"), 0);
 	ck_assert_ptr_null(strstr(body, "importer_worker_current_job{"));
 	ck_assert_double_eq(sample(body, "importer_queue_pending_jobs"), 2);
 	ck_assert_double_ge(sample(body, "importer_queue_oldest_pending_age_seconds"), 89);
 	ck_assert_double_lt(sample(body, "importer_queue_oldest_pending_age_seconds"), 150);
-	ck_assert_ptr_nonnull(strstr(body, "# TYPE importer_worker_batch_duration_seconds histogram"));
+	ck_assert_ptr_nonnull(
+	    strstr(body, "# TYPE importer_worker_batch_duration_seconds histogram"));
 	ck_assert_ptr_nonnull(strstr(body, "importer_worker_info{worker_id=\""));
 	free(body);
 	ck_assert_int_eq(http_get(port, "/nothing", &body), 404);
@@ -200,8 +177,9 @@ START_TEST(metrics_count_jobs_records_batches_and_read_the_queue)
 	    conn, "SELECT importer.submit_job('csv', convert_to('id,v' || chr(10) || (SELECT "
 	          "string_agg(g || ',x', chr(10)) FROM generate_series(1, 20000) g), 'UTF8'), "
 	          "'{\"user_id\":\"" USER_A "\",\"collection\":\"big\",\"batch_size\":50}')");
-	snprintf(want, sizeof(want), "importer_worker_current_job{job_id=\"%s\",kind=\"csv\"}", job);
-	for (long deadline = now_ms() + 20000; !seen && now_ms() < deadline;) {
+	snprintf(want, sizeof(want), "importer_worker_current_job{job_id=\"%s\",kind=\"csv\"}",
+	         job);
+	for (long deadline = test_now_ms() + 20000; !seen && test_now_ms() < deadline;) {
 		ck_assert_int_eq(http_get(port, "/metrics", &body), 200);
 		seen = sample(body, want) == 1 && sample(body, "importer_worker_busy") == 1;
 		free(body);
@@ -228,7 +206,8 @@ START_TEST(an_address_in_use_stops_the_worker_at_start)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0);
 	ck_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-	snprintf(addr_env, sizeof(addr_env), "IMPORTER_METRICS_ADDR=127.0.0.1:%d", ntohs(sa.sin_port));
+	snprintf(addr_env, sizeof(addr_env), "IMPORTER_METRICS_ADDR=127.0.0.1:%d",
+	         ntohs(sa.sin_port));
 	test_proc_start(&w, argv, env);
 	ck_assert_msg(test_proc_wait_for(&w, "cannot listen", 10000), "%s", w.buf);
 	ck_assert_int_eq(test_proc_stop(&w, 0, 10000), 1);

@@ -14,17 +14,13 @@
 #define USER_B "00000000-0000-4000-8000-00000000000b"
 
 static char database_env[4200];
-static PGconn *conn;
 
 static void create_database(void)
 {
-	char *url;
-
-	test_db_create(DB);
-	url = test_db_url(DB);
-	snprintf(database_env, sizeof(database_env), "DATABASE_URL=%s", url);
-	free(url);
+	test_db_create_env(DB, database_env, sizeof(database_env));
 }
+
+static PGconn *conn;
 
 static void setup(void)
 {
@@ -41,38 +37,6 @@ static void teardown(void)
 {
 	PQfinish(conn);
 	conn = NULL;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits, woken by job events, until sql returns "t". */
-static bool wait_until(const char *sql, int timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms;
-
-	for (;;) {
-		char *v = test_db_value(conn, sql);
-		bool done = strcmp(v, "t") == 0;
-		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
-		PGnotify *n;
-
-		free(v);
-		if (done)
-			return true;
-		if (now_ms() >= deadline)
-			return false;
-		/* Re-check at least every 500 ms: NOTIFY is a hint, the table is the truth. */
-		poll(&pfd, 1, 500);
-		PQconsumeInput(conn);
-		while ((n = PQnotifies(conn)) != NULL)
-			PQfreemem(n);
-	}
 }
 
 static void start_worker(struct test_proc *p, const char *poll_ms)
@@ -96,9 +60,10 @@ START_TEST(two_workers_complete_every_noop_job_exactly_once)
 	                           "' ELSE '" USER_B "' END)) FROM generate_series(1, 1000) g"));
 	start_worker(&w1, "600000");
 	start_worker(&w2, "600000");
-	ck_assert_msg(wait_until("SELECT count(*) = 0 FROM importer.import_jobs "
-	                         "WHERE status <> 'completed'",
-	                         60000),
+	ck_assert_msg(test_db_wait_true(conn,
+	                                "SELECT count(*) = 0 FROM importer.import_jobs "
+	                                "WHERE status <> 'completed'",
+	                                60000),
 	              "not every job completed");
 	ck_assert_int_eq(test_proc_stop(&w1, SIGTERM, 10000), 0);
 	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
@@ -122,14 +87,15 @@ START_TEST(an_idle_worker_wakes_on_notify_not_on_its_poll)
 
 	/* The safety-net poll is ten minutes: only the NOTIFY can wake it. */
 	start_worker(&w, "600000");
-	t0 = now_ms();
+	t0 = test_now_ms();
 	PQclear(test_db_exec(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
 	                           "'{\"user_id\":\"" USER_A "\"}')"));
-	ck_assert_msg(wait_until("SELECT count(*) = 1 FROM importer.import_jobs "
-	                         "WHERE status = 'completed'",
-	                         5000),
+	ck_assert_msg(test_db_wait_true(conn,
+	                                "SELECT count(*) = 1 FROM importer.import_jobs "
+	                                "WHERE status = 'completed'",
+	                                5000),
 	              "the job was not picked up");
-	ck_assert_int_lt(now_ms() - t0, 5000);
+	ck_assert_int_lt(test_now_ms() - t0, 5000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 }
 END_TEST
@@ -141,9 +107,10 @@ START_TEST(jobs_submitted_while_no_worker_listens_are_found_at_start)
 	PQclear(test_db_exec(conn, "SELECT importer.submit_job('noop', NULL::uuid, "
 	                           "'{\"user_id\":\"" USER_B "\"}') FROM generate_series(1, 3)"));
 	start_worker(&w, "600000");
-	ck_assert_msg(wait_until("SELECT count(*) = 3 FROM importer.import_jobs "
-	                         "WHERE status = 'completed'",
-	                         10000),
+	ck_assert_msg(test_db_wait_true(conn,
+	                                "SELECT count(*) = 3 FROM importer.import_jobs "
+	                                "WHERE status = 'completed'",
+	                                10000),
 	              "the catch-up pass after LISTEN did not find the jobs");
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 }
@@ -165,8 +132,9 @@ START_TEST(housekeeping_prunes_finished_jobs_past_retention_but_keeps_records)
 	          "WHERE id = (SELECT min(id::text)::uuid FROM importer.import_jobs)"));
 	/* A short poll: housekeeping runs on the worker's safety-net tick. */
 	start_worker(&w, "300");
-	ck_assert_msg(wait_until("SELECT count(*) = 1 FROM importer.import_jobs", 10000),
-	              "the expired job was not pruned");
+	ck_assert_msg(
+	    test_db_wait_true(conn, "SELECT count(*) = 1 FROM importer.import_jobs", 10000),
+	    "the expired job was not pruned");
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
 	v = test_db_value(conn, "SELECT count(*) || '/' || count(job_id) FROM importer.records "
 	                        "WHERE collection = 'kept'");

@@ -246,7 +246,7 @@ void test_proc_start(struct test_proc *p, const char *const *argv, const char *c
 	p->err_fd = fds[0];
 }
 
-static long now_ms(void)
+long test_now_ms(void)
 {
 	struct timespec ts;
 
@@ -254,13 +254,45 @@ static long now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void test_db_create_env(const char *name, char *env, size_t envlen)
+{
+	char *url;
+
+	test_db_create(name);
+	url = test_db_url(name);
+	ck_assert_int_lt(snprintf(env, envlen, "DATABASE_URL=%s", url), (int)envlen);
+	free(url);
+}
+
+bool test_db_wait_true(PGconn *conn, const char *sql, int timeout_ms)
+{
+	long deadline = test_now_ms() + timeout_ms;
+
+	for (;;) {
+		char *v = test_db_value(conn, sql);
+		bool done = strcmp(v, "t") == 0;
+		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+		PGnotify *n;
+
+		free(v);
+		if (done)
+			return true;
+		if (test_now_ms() >= deadline)
+			return false;
+		poll(&pfd, 1, 500);
+		PQconsumeInput(conn);
+		while ((n = PQnotifies(conn)) != NULL)
+			PQfreemem(n);
+	}
+}
+
 bool test_proc_wait_for(struct test_proc *p, const char *needle, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = test_now_ms() + timeout_ms;
 
 	for (;;) {
 		struct pollfd pfd = {p->err_fd, POLLIN, 0};
-		long left = deadline - now_ms();
+		long left = deadline - test_now_ms();
 		ssize_t n;
 
 		p->buf[p->len] = '\0';
@@ -280,7 +312,7 @@ bool test_proc_wait_for(struct test_proc *p, const char *needle, int timeout_ms)
 
 int test_proc_stop(struct test_proc *p, int sig, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = test_now_ms() + timeout_ms;
 	int status, rc = -2;
 
 	if (sig != 0)
@@ -292,7 +324,7 @@ int test_proc_stop(struct test_proc *p, int sig, int timeout_ms)
 			rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 			break;
 		}
-		if (now_ms() >= deadline) {
+		if (test_now_ms() >= deadline) {
 			kill(p->pid, SIGKILL);
 			waitpid(p->pid, &status, 0);
 			break;

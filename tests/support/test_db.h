@@ -101,6 +101,19 @@ bool test_proc_wait_for(struct test_proc *p, const char *needle, int timeout_ms)
  * killed). Closes err_fd. */
 int test_proc_stop(struct test_proc *p, int sig, int timeout_ms);
 
+/* CLOCK_MONOTONIC in milliseconds, for deadlines. */
+long test_now_ms(void);
+
+/* Creates database name from the template and writes "DATABASE_URL=<url of
+ * name>" into env (for test_proc_start). */
+void test_db_create_env(const char *name, char *env, size_t envlen);
+
+/* Runs sql (one value) until it returns "t"; returns false after timeout_ms.
+ * Between checks it waits up to 500 ms for a notification on conn (LISTEN on
+ * the channels that announce the change first): NOTIFY is the hint, the table
+ * the truth. */
+bool test_db_wait_true(PGconn *conn, const char *sql, int timeout_ms);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int test_free_port(void);
 
