@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "jwt.h"
+#include "hub.h"
 #include "test_db.h"
 
 #define DB     TEST_DB_NAME
@@ -908,6 +909,48 @@ static long dropped_events(void)
 	return atol(p + strlen("\nimporter_sse_events_dropped_total "));
 }
 
+/* importer_wait_requests_open from /metrics. */
+static long open_waits(void)
+{
+	struct resp r;
+	const char *p;
+
+	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
+	p = strstr(r.body, "\nimporter_wait_requests_open ");
+	ck_assert_ptr_nonnull(p);
+	return atol(p + strlen("\nimporter_wait_requests_open "));
+}
+
+START_TEST(held_wait_requests_are_capped_per_user)
+{
+	int fds[HUB_MAX_WAITERS_PER_USER];
+	char buf[8192];
+	size_t len = 0;
+	int extra;
+	long t0;
+
+	start_gateway();
+	/* One job (a repeated Idempotency-Key creates no more), waited on many times. */
+	for (int i = 0; i < HUB_MAX_WAITERS_PER_USER; i++)
+		fds[i] = send_req("POST", "/api/jobs?kind=noop&wait=true&wait_timeout=30", tok_d,
+		                  "Idempotency-Key: capped\r\n", NULL, 0);
+	for (t0 = now_ms(); open_waits() < HUB_MAX_WAITERS_PER_USER && now_ms() - t0 < 10000;)
+		poll(NULL, 0, 20);
+	ck_assert_int_eq(open_waits(), HUB_MAX_WAITERS_PER_USER);
+	/* One more is answered at once with the job as it is. */
+	t0 = now_ms();
+	extra = send_req("POST", "/api/jobs?kind=noop&wait=true&wait_timeout=30", tok_d,
+	                 "Idempotency-Key: capped\r\n", NULL, 0);
+	ck_assert_msg(read_until(extra, buf, sizeof(buf), &len, NULL, 5000), "no answer");
+	ck_assert_msg(strncmp(buf + 9, "202", 3) == 0, "%s", buf);
+	ck_assert_int_lt(now_ms() - t0, 3000);
+	close(extra);
+	for (int i = 0; i < HUB_MAX_WAITERS_PER_USER; i++)
+		close(fds[i]);
+	stop_gateway();
+}
+END_TEST
+
 START_TEST(slow_client_drops_progress_then_resnapshots)
 {
 	static char fast[8 << 20], slow_buf[8 << 20];
@@ -1235,6 +1278,7 @@ int main(void)
 	tcase_add_test(tc, stalled_client_closed_during_log_delivery);
 	tcase_add_test(tc, job_stream_sends_final_log_lines_before_end);
 	tcase_add_test(tc, sigterm_drains_requests_and_ends_streams);
+	tcase_add_test(tc, held_wait_requests_are_capped_per_user);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

@@ -99,6 +99,7 @@ cleanup() {
 		[ "$rc" -ne 0 ] || rc=1
 	fi
 	"$PG" destroy "$PGDIR" >/dev/null 2>&1 || true
+	if [ -n "${PG_RESTART_KEEP:-}" ]; then cp "$TMP"/*.log "$PG_RESTART_KEEP"/ 2>/dev/null || true; fi
 	rm -rf -- "$TMP"
 	if [ "$rc" -eq 0 ]; then
 		say "PASS ($checks checks, $((SECONDS - START)) s)"
@@ -339,6 +340,8 @@ if [ "$n" = "$ROWS" ] && [ "$distinct" = "$ROWS" ] && [ "$sum" = "$EXPECT_SUM" ]
 else
 	fail "records: count $n, distinct keys $distinct, sum(n) $sum (want $EXPECT_SUM), well-formed $good (want $ROWS each)"
 fi
+say "job log: $(psql_admin -c "SELECT string_agg(event || coalesce(' (' || left(message, 60) || ')', ''), '; ' ORDER BY id)
+	FROM importer.import_logs WHERE job_id = '$JOB'" || true)"
 errs=$(psql_admin -c "SELECT count(*) FROM importer.import_errors WHERE job_id = '$JOB'" || echo '?')
 [ "$errs" = 0 ] || fail "$errs import_errors rows for the job, want 0"
 

@@ -5,7 +5,8 @@
 #include <check.h>
 
 /* Runs every test of s (honouring CK_FORK, CK_RUN_SUITE, CK_RUN_CASE) and
- * returns EXIT_SUCCESS only if none failed. Takes ownership of s. */
+ * returns EXIT_SUCCESS only if at least one ran and none failed. Takes
+ * ownership of s. */
 int test_run_suite(Suite *s);
 
 #endif
