@@ -9,14 +9,33 @@
 #include "backoff.h"
 #include "log.h"
 
+/* Server notices (and libpq's own, such as "terminating connection due to
+ * administrator command") become JSON log lines instead of libpq's default
+ * plain text on stderr. */
+static void notice_cb(void *arg, const char *message)
+{
+	char text[512];
+	size_t len;
+
+	snprintf(text, sizeof(text), "%s", message);
+	len = strlen(text);
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+		text[--len] = '\0';
+	log_warn("db.notice", LF_STR("message", text));
+}
+
 PGconn *pgconn_open(const char *url, const char *app, int nonblocking)
 {
 	/* The first dbname is expanded as a URI or keyword string; the keywords
 	 * after it only fill in what the string leaves unset. */
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
 	const char *vals[] = {url, app, "10", NULL};
+	PGconn *conn = nonblocking ? PQconnectStartParams(keys, vals, 1)
+				   : PQconnectdbParams(keys, vals, 1);
 
-	return nonblocking ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+	if (conn != NULL)
+		PQsetNoticeProcessor(conn, notice_cb, NULL);
+	return conn;
 }
 
 void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen)
