@@ -182,12 +182,7 @@ static void create_database(void)
 static void setup(void)
 {
 	conn = test_db_connect(DB);
-	test_db_execf(conn,
-	              "TRUNCATE importer.import_jobs, importer.import_logs, "
-	              "importer.import_errors, importer.import_files, "
-	              "importer.import_file_chunks, importer.records, importer.notifications, "
-	              "importer.replace_staging; "
-	              "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
+	test_db_reset(conn);
 }
 
 static void teardown(void)

@@ -204,11 +204,7 @@ static void setup(void)
 	struct notes ns;
 
 	conn = test_db_connect(DB);
-	test_db_execf(conn,
-	              "TRUNCATE importer.import_jobs, importer.import_logs, "
-	              "importer.import_errors, importer.import_files, "
-	              "importer.import_file_chunks, importer.records, importer.notifications, "
-	              "importer.replace_staging");
+	test_db_reset(conn);
 	listener = test_db_connect(DB);
 	test_db_execf(listener,
 	              "LISTEN importer_jobs; LISTEN importer_control; LISTEN importer_events; "

@@ -87,12 +87,7 @@ static void create_database(void)
  * each, and an upload of B's that was never submitted. */
 static void seed(void)
 {
-	test_db_execf(conn,
-	              "TRUNCATE importer.import_jobs, importer.import_logs, "
-	              "importer.import_errors, importer.import_files, "
-	              "importer.import_file_chunks, importer.records, importer.notifications, "
-	              "importer.replace_staging; "
-	              "DELETE FROM importer.settings WHERE user_id IS NOT NULL");
+	test_db_reset(conn);
 	new_job(a_pending, USER_A, "pending");
 	new_job(a_failed, USER_A, "failed");
 	new_job(b_pending, USER_B, "pending");

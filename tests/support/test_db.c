@@ -246,6 +246,15 @@ void test_proc_start(struct test_proc *p, const char *const *argv, const char *c
 	p->err_fd = fds[0];
 }
 
+void test_db_reset(PGconn *conn)
+{
+	/* CASCADE reaches every table that references these (logs, errors,
+	 * chunks, replace staging), including ones later migrations add. */
+	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs, importer.import_files, "
+	                           "importer.records, importer.notifications CASCADE; "
+	                           "DELETE FROM importer.settings WHERE user_id IS NOT NULL"));
+}
+
 long test_now_ms(void)
 {
 	struct timespec ts;

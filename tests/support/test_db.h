@@ -101,6 +101,11 @@ bool test_proc_wait_for(struct test_proc *p, const char *needle, int timeout_ms)
  * killed). Closes err_fd. */
 int test_proc_stop(struct test_proc *p, int sig, int timeout_ms);
 
+/* Empties every table of users' data (jobs and everything hanging off them,
+ * files, records, notifications) and removes per-user settings, so a test
+ * starts from the migrated defaults. */
+void test_db_reset(PGconn *conn);
+
 /* CLOCK_MONOTONIC in milliseconds, for deadlines. */
 long test_now_ms(void);
 
