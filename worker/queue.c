@@ -8,6 +8,8 @@
 
 static const char sql_complete_noops[] = "SELECT importer.complete_noops($1, $2)";
 static const char sql_claim[] = "SELECT * FROM importer.claim_job($1, $2::text[])";
+static const char sql_reattach[] = "SELECT * FROM importer.import_jobs"
+				   " WHERE id = $1 AND lease_id = $2 AND status = 'processing'";
 
 int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *err,
 			 size_t errlen)
@@ -27,11 +29,12 @@ int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *e
 	return n;
 }
 
-int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
-		char *err, size_t errlen)
+/* One job row from sql with two parameters: 1 (job filled), 0 (none) or -1. */
+static int fetch_job(PGconn *conn, const char *sql, const char *p1, const char *p2,
+		     struct job *job, char *err, size_t errlen)
 {
-	const char *params[] = {worker_id, kinds};
-	PGresult *res = PQexecParams(conn, sql_claim, 2, NULL, params, NULL, NULL, 0);
+	const char *params[] = {p1, p2};
+	PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
 	int rc = -1;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -39,12 +42,24 @@ int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct j
 	} else if (PQntuples(res) == 0) {
 		rc = 0;
 	} else if (job_from_row(job, res, 0) != 0) {
-		snprintf(err, errlen, "claimed a job row that cannot be read");
+		snprintf(err, errlen, "a job row that cannot be read");
 	} else {
 		rc = 1;
 	}
 	PQclear(res);
 	return rc;
+}
+
+int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
+		char *err, size_t errlen)
+{
+	return fetch_job(conn, sql_claim, worker_id, kinds, job, err, errlen);
+}
+
+int queue_reattach(PGconn *conn, const char *id, const char *lease, struct job *job, char *err,
+		   size_t errlen)
+{
+	return fetch_job(conn, sql_reattach, id, lease, job, err, errlen);
 }
 
 int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)

@@ -30,6 +30,12 @@ int queue_complete_noops(PGconn *conn, const char *worker_id, int limit, char *e
 int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct job *job,
 		char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* Reads job id back if it still runs under lease (after a lost connection).
+ * Returns 1 with job filled (caller frees with job_clear()), 0 when the lease
+ * is gone (rescued, cancelled...), -1 with err. */
+int queue_reattach(PGconn *conn, const char *id, const char *lease, struct job *job, char *err,
+		   size_t errlen) __attribute__((warn_unused_result));
+
 /* Runs importer.housekeeping() unless another worker is doing it: rescues
  * jobs whose lease expired and, when prune, removes what retention_days has
  * expired. Returns how many jobs were rescued, or -1 with err. */

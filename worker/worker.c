@@ -39,6 +39,8 @@ struct worker {
 	struct job job;             /* the job being imported, while im is set */
 	struct import *im;          /* owned; NULL while no job runs */
 	struct metrics *metrics;    /* owned; NULL unless IMPORTER_METRICS_ADDR is set */
+	char reattach_id[JOB_ID_LEN];    /* a job whose connection broke mid-step, or "" */
+	char reattach_lease[JOB_ID_LEN]; /* the lease it was running under */
 	time_t pruned_at;           /* last housekeeping that pruned expired jobs */
 	bool stopping;              /* a first signal arrived */
 	int exit_code;
@@ -111,6 +113,19 @@ static void run_step(struct worker *w)
 		break;
 	case JOB_RETRY:
 	case JOB_FAILED:
+		if (PQstatus(w->conn) == CONNECTION_BAD && !w->stopping) {
+			/* The database went away mid-step: nothing of the step
+			 * committed and the job is still ours until its lease
+			 * expires. Take it up again from its checkpoint once the
+			 * connection is back (an attempt is not an error's). */
+			log_warn("job.connection_lost", LF_STR("job_id", w->job.id),
+				 LF_STR("worker_id", w->worker_id), LF_STR("error", err));
+			memcpy(w->reattach_id, w->job.id, JOB_ID_LEN);
+			memcpy(w->reattach_lease, w->job.lease_id, JOB_ID_LEN);
+			drop_job(w);
+			schedule_pass(w, backoff_next_ms(&w->retry));
+			return;
+		}
 		log_warn("job.retry", LF_STR("job_id", w->job.id), LF_STR("error", err));
 		if (connection_ok(w) &&
 		    job_release_retry(w->conn, &w->job, err, err2, sizeof(err2)) < 0)
@@ -120,6 +135,31 @@ static void run_step(struct worker *w)
 	}
 	metrics_job_ended(w->metrics, &w->job, r);
 	drop_job(w);
+	schedule_pass(w, 0);
+}
+
+/* Takes up again the job whose connection broke, if its lease still holds. */
+static void reattach(struct worker *w)
+{
+	char err[512];
+	int rc = queue_reattach(w->conn, w->reattach_id, w->reattach_lease, &w->job, err,
+				sizeof(err));
+
+	if (rc < 0) {
+		schedule_pass(w, backoff_next_ms(&w->retry));
+		return;
+	}
+	if (rc == 0) {
+		log_warn("job.lost", LF_STR("job_id", w->reattach_id),
+			 LF_STR("worker_id", w->worker_id));
+	} else {
+		log_info("job.reattached", LF_STR("job_id", w->job.id),
+			 LF_STR("worker_id", w->worker_id));
+		w->im = import_new(w->conn, &w->job, err, sizeof(err));
+		if (w->im == NULL)
+			job_clear(&w->job); /* its lease will expire and it is rescued */
+	}
+	w->reattach_id[0] = '\0';
 	schedule_pass(w, 0);
 }
 
@@ -171,6 +211,10 @@ static void pass_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (w->im != NULL) {
 		run_step(w);
+		return;
+	}
+	if (w->reattach_id[0] != '\0') {
+		reattach(w);
 		return;
 	}
 	n = queue_complete_noops(w->conn, w->worker_id, QUEUE_NOOP_BATCH, err, sizeof(err));
