@@ -18,8 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jwt.h"
 #include "hub.h"
+#include "jwt.h"
 #include "test_db.h"
 
 #define DB     TEST_DB_NAME
@@ -88,16 +88,25 @@ static void stop_gateway(void)
 	ck_assert_int_eq(test_proc_stop(&gw, SIGTERM, 10000), 0);
 }
 
-static int dial(void)
+/* Connects to the gateway; rcvbuf > 0 shrinks the receive window first (it
+ * must be set before connect), making a client that stops reading stall fast. */
+static int dial_window(int rcvbuf)
 {
 	struct sockaddr_in sa = {0};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
+}
+
+static int dial(void)
+{
+	return dial_window(0);
 }
 
 static void send_all(int fd, const char *p, size_t n)
@@ -420,6 +429,19 @@ static int open_sse(const char *path, const char *token, const char *extra)
 	return send_req("GET", path, token, extra, NULL, 0);
 }
 
+/* Opens an SSE stream at path from a client with a 2 KiB receive window. */
+static int open_slow_sse(const char *path, const char *token)
+{
+	char head[4096];
+	int fd = dial_window(2048);
+	int n = snprintf(head, sizeof(head), "GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n",
+	                 path, token);
+
+	ck_assert_int_lt(n, (int)sizeof(head));
+	send_all(fd, head, (size_t)n);
+	return fd;
+}
+
 START_TEST(sse_job_stream_snapshot_changes_end_and_reconnect)
 {
 	char id[64], path[2048], buf[65536], hdr[64], *p;
@@ -493,26 +515,12 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 	static char buf[1 << 20];
 	char id[64], path[256], slow_buf[256];
 	size_t len = 0;
-	int fd, slow, rcv = 2048;
+	int fd, slow;
 	struct resp r;
 
 	start_gateway();
 	/* A client that never reads, with a tiny receive buffer. */
-	slow = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-	{
-		struct sockaddr_in sa = {0};
-		char head[4096];
-		int n;
-
-		sa.sin_family = AF_INET;
-		sa.sin_port = htons((uint16_t)port);
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		ck_assert_int_eq(connect(slow, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		n = snprintf(head, sizeof(head),
-		             "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_a);
-		send_all(slow, head, (size_t)n);
-	}
+	slow = open_slow_sse("/api/events", tok_a);
 	fd = open_sse("/api/events", tok_a, NULL);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "retry: ", 5000), "%s", buf);
 	submit_csv(id, sizeof(id));
@@ -956,7 +964,7 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 	static char fast[8 << 20], slow_buf[8 << 20];
 	size_t flen = 0, slen = 0;
 	char id[64], id2[64], needle[64];
-	int fast_fd, slow_fd, rcv = 2048, i, first_drop = 0, job_events = 0;
+	int fast_fd, slow_fd, i, first_drop = 0, job_events = 0;
 	struct resp r;
 	PGconn *db;
 	char *after_end;
@@ -970,21 +978,7 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok_e, NULL, NULL, 0);
 	json_str(r.body, "id", id2, sizeof(id2));
 	/* The slow client reads its snapshot, then stops reading (tiny window). */
-	slow_fd = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(slow_fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-	{
-		struct sockaddr_in sa = {0};
-		char head[2048];
-		int n;
-
-		sa.sin_family = AF_INET;
-		sa.sin_port = htons((uint16_t)port);
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		ck_assert_int_eq(connect(slow_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		n = snprintf(head, sizeof(head),
-		             "GET /api/events HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", tok_e);
-		send_all(slow_fd, head, (size_t)n);
-	}
+	slow_fd = open_slow_sse("/api/events", tok_e);
 	ck_assert_msg(read_until(slow_fd, slow_buf, sizeof(slow_buf), &slen, id, 5000), "%s",
 	              slow_buf);
 	fast_fd = open_sse("/api/events", tok_e, NULL);
@@ -1080,29 +1074,14 @@ START_TEST(stalled_client_closed_during_log_delivery)
 	static char buf[1 << 16];
 	char id[64], path[256];
 	size_t len = 0;
-	int slow, fd, rcv = 2048;
+	int slow, fd;
 	struct resp r;
 
 	start_gateway_with("IMPORTER_SSE_QUEUE_BYTES=1024");
 	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_b, NULL, "id\n1\n", 5);
 	json_str(r.body, "id", id, sizeof(id));
-	slow = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-	{
-		struct sockaddr_in sa = {0};
-		char head[2048];
-		int n;
-
-		sa.sin_family = AF_INET;
-		sa.sin_port = htons((uint16_t)port);
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		ck_assert_int_eq(connect(slow, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		n = snprintf(
-		    head, sizeof(head),
-		    "GET /api/events?logs_for=%s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", id,
-		    tok_b);
-		send_all(slow, head, (size_t)n);
-	}
+	snprintf(path, sizeof(path), "/api/events?logs_for=%s", id);
+	slow = open_slow_sse(path, tok_b);
 	/* Live once the retry hint is out; from here on it never reads. */
 	ck_assert_msg(read_until(slow, buf, sizeof(buf), &len, "retry: ", 5000), "%s", buf);
 	sql("INSERT INTO importer.import_logs (job_id, event, message)"
