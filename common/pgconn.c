@@ -98,3 +98,59 @@ PGconn *pgconn_connect(const char *url, const char *app, int timeout_ms,
 			return NULL;
 	}
 }
+
+/* Reads the results of one pipelined statement: the first is kept, any
+ * further ones (there are none for single statements) are dropped, and the
+ * NULL that ends them is consumed. */
+static PGresult *pipeline_result(PGconn *conn)
+{
+	PGresult *first = PQgetResult(conn), *more;
+
+	if (first == NULL)
+		return NULL;
+	while ((more = PQgetResult(conn)) != NULL)
+		PQclear(more);
+	return first;
+}
+
+int pgconn_pipeline(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresult **res,
+		    char *err, size_t errlen)
+{
+	PGresult *sync;
+	int i, got = 0;
+
+	for (i = 0; i < n; i++)
+		res[i] = NULL;
+	if (!PQenterPipelineMode(conn))
+		goto fail;
+	for (i = 0; i < n; i++)
+		if (!PQsendQueryParams(conn, stmts[i].sql, stmts[i].nparams, stmts[i].types,
+				       stmts[i].params, NULL, NULL, 0))
+			goto fail_in_pipeline;
+	if (!PQpipelineSync(conn))
+		goto fail_in_pipeline;
+	for (got = 0; got < n; got++)
+		if ((res[got] = pipeline_result(conn)) == NULL)
+			goto fail_in_pipeline;
+	sync = PQgetResult(conn);
+	if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+		PQclear(sync);
+		goto fail_in_pipeline;
+	}
+	PQclear(sync);
+	if (!PQexitPipelineMode(conn))
+		goto fail_in_pipeline;
+	return 0;
+
+fail_in_pipeline:
+	/* Only a broken connection gets here; it is reset by the caller. */
+	pgconn_error(conn, NULL, err, errlen);
+	for (i = 0; i < got; i++) {
+		PQclear(res[i]);
+		res[i] = NULL;
+	}
+	return -1;
+fail:
+	pgconn_error(conn, NULL, err, errlen);
+	return -1;
+}

@@ -32,4 +32,23 @@ PGconn *pgconn_open(const char *url, const char *app, int nonblocking);
  * trailing newline. res may be NULL. */
 void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen);
 
+/* One statement of a pipeline: sql with nparams text parameters (types may
+ * be NULL to let the server infer them). */
+struct pgconn_stmt {
+	const char *sql;
+	int nparams;
+	const Oid *types;
+	const char *const *params;
+};
+
+/* Sends n statements on a blocking, idle connection in one pipeline ending in
+ * one sync, so they cost one round trip, and stores each statement's result
+ * in res[i]: after a failed statement the rest are PGRES_PIPELINE_ABORTED
+ * (and a transaction they ran in is aborted, as with separate calls).
+ * Returns: 0 when every result was received (each res[i] set; the caller
+ * PQclear()s them), -1 when the exchange itself failed (err filled, every
+ * res[i] NULL). */
+int pgconn_pipeline(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresult **res,
+		    char *err, size_t errlen);
+
 #endif

@@ -278,7 +278,12 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 			  : strcmp(w->mode, "replace") == 0 ? sql_stage
 							    : sql_upsert;
 	const char *params[6];
-	PGresult *res;
+	/* One round trip: the savepoint, the write (typed, so a statement may
+	 * leave a parameter unused) and, if the write succeeds, the release. */
+	const struct pgconn_stmt stmts[] = {{"SAVEPOINT batch_write", 0, NULL, NULL},
+					    {sql, 6, param_types, params},
+					    {"RELEASE SAVEPOINT batch_write", 0, NULL, NULL}};
+	PGresult *sent[3], *res;
 	int rc = -1;
 
 	evbuffer_add(cs, "{", 1);
@@ -295,13 +300,12 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 	params[3] = array_text(ks);
 	params[4] = array_text(ds);
 	params[5] = w->mode;
-	if (!exec_ok(w->conn, "SAVEPOINT batch_write")) {
-		pgconn_error(w->conn, NULL, w->err, w->errlen);
+	if (pgconn_pipeline(w->conn, stmts, 3, sent, w->err, w->errlen) != 0)
 		goto out;
-	}
-	/* Typed, so a statement may leave a parameter unused. */
-	res = PQexecParams(w->conn, sql, 6, param_types, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+	res = sent[1];
+	if (PQresultStatus(sent[0]) != PGRES_COMMAND_OK) {
+		pgconn_error(w->conn, sent[0], w->err, w->errlen);
+	} else if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		for (int row = 0; row < PQntuples(res); row++) {
 			const char *coll = PQgetvalue(res, row, 0);
 			char *refused = PQgetvalue(res, row, 3);
@@ -314,11 +318,19 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 					       "key already exists (mode append)") != 0)
 					goto out_clear;
 		}
-		rc = exec_ok(w->conn, "RELEASE SAVEPOINT batch_write") ? 0 : -1;
+		if (PQresultStatus(sent[2]) == PGRES_COMMAND_OK)
+			rc = 0;
+		else
+			pgconn_error(w->conn, sent[2], w->err, w->errlen);
 	} else if (is_record_error(res)) {
+		const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 		char msg[512];
 
-		pgconn_error(w->conn, res, msg, sizeof(msg));
+		/* What the user reads: the message, not libpq's "ERROR:  " form. */
+		if (primary != NULL)
+			snprintf(msg, sizeof(msg), "%s", primary);
+		else
+			pgconn_error(w->conn, res, msg, sizeof(msg));
 		if (!exec_ok(w->conn, "ROLLBACK TO SAVEPOINT batch_write") ||
 		    !exec_ok(w->conn, "RELEASE SAVEPOINT batch_write"))
 			goto out_clear;
@@ -326,13 +338,12 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 			rc = add_failed(w, w->recs[lo], msg);
 		else if (write_range(w, lo, lo + (hi - lo) / 2) == 0)
 			rc = write_range(w, lo + (hi - lo) / 2, hi);
-		PQclear(res);
-		goto out;
 	} else {
 		pgconn_error(w->conn, res, w->err, w->errlen);
 	}
 out_clear:
-	PQclear(res);
+	for (int i = 0; i < 3; i++)
+		PQclear(sent[i]);
 out:
 	evbuffer_free(cs);
 	evbuffer_free(ks);

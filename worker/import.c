@@ -721,7 +721,11 @@ static double seconds_since(const struct timespec *t)
 	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
-static int write_progress(struct import *im, char *err, size_t errlen)
+/* Writes the step's progress and checkpoint; with and_commit, also commits,
+ * in the same round trip. Returns 0, or -1 with err filled; *ended (when
+ * and_commit) tells whether the COMMIT ran, i.e. no transaction is left open. */
+static int write_progress(struct import *im, bool and_commit, bool *ended, char *err,
+			  size_t errlen)
 {
 	struct job *job = im->job;
 	uint64_t size = job->file_size > 0 ? (uint64_t)job->file_size : 1;
@@ -730,7 +734,6 @@ static int write_progress(struct import *im, char *err, size_t errlen)
 	double rate = (double)(done - im->started_offset) / seconds_since(&im->started);
 	char p_progress[24], p_processed[24], p_failed[24], p_total[24], p_eta[24], step[160];
 	struct json_object *cp = checkpoint_json(im);
-	PGresult *res;
 	int rc;
 
 	if (progress > 99)
@@ -755,12 +758,23 @@ static int write_progress(struct import *im, char *err, size_t errlen)
 			json_object_to_json_string_ext(job->counts, JSON_C_TO_STRING_PLAIN),
 			json_object_to_json_string_ext(cp, JSON_C_TO_STRING_PLAIN), step, p_eta};
 
-		res = PQexecParams(im->conn, sql_progress, 10, NULL, params, NULL, NULL, 0);
+		const struct pgconn_stmt stmts[] = {{sql_progress, 10, NULL, params},
+						    {"COMMIT", 0, NULL, NULL}};
+		int n = and_commit ? 2 : 1;
+		PGresult *res[2];
+
+		rc = pgconn_pipeline(im->conn, stmts, n, res, err, errlen);
+		for (int i = 0; rc == 0 && i < n; i++) {
+			if (PQresultStatus(res[i]) != PGRES_COMMAND_OK) {
+				pgconn_error(im->conn, res[i], err, errlen);
+				rc = -1;
+			}
+		}
+		if (and_commit)
+			*ended = res[1] != NULL && PQresultStatus(res[1]) != PGRES_PIPELINE_ABORTED;
+		for (int i = 0; i < n; i++)
+			PQclear(res[i]);
 	}
-	rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-	if (rc != 0)
-		pgconn_error(im->conn, res, err, errlen);
-	PQclear(res);
 	json_object_put(cp);
 	return rc;
 }
@@ -914,9 +928,18 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 	    swap_in(im, err, errlen) != 0)
 		goto retry;
 	tally_batch(im);
-	if (write_progress(im, err, errlen) != 0)
+	if (!eof) { /* progress, checkpoint and COMMIT in one round trip */
+		bool ended;
+
+		if (write_progress(im, true, &ended, err, errlen) == 0)
+			return JOB_CONTINUE;
+		if (!ended)
+			rollback(im->conn);
+		return JOB_RETRY;
+	}
+	if (write_progress(im, false, NULL, err, errlen) != 0)
 		goto retry;
-	if (eof) {
+	{
 		rc = job_end(im->conn, im->job, JOB_END_COMPLETED, NULL, err, errlen);
 		if (rc <= 0) {
 			rollback(im->conn);
@@ -925,7 +948,7 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 	}
 	if (commit(im->conn, err, errlen) != 0)
 		return JOB_RETRY;
-	return eof ? JOB_DONE : JOB_CONTINUE;
+	return JOB_DONE;
 retry:
 	rollback(im->conn);
 	return JOB_RETRY;

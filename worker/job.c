@@ -76,10 +76,12 @@ static const char sql_retry[] =
 	"         CASE WHEN status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.' || status END,"
 	"         $3 FROM j RETURNING 1";
 
+/* A row lock, not an update: the step's progress update (same transaction)
+ * moves the heartbeat, so a step writes one new version of the job row. */
 static const char sql_fence[] =
-	"UPDATE importer.import_jobs SET heartbeat_at = now()"
+	"SELECT cancel_requested, pause_requested FROM importer.import_jobs"
 	" WHERE id = $1 AND lease_id = $2 AND status = 'processing'"
-	" RETURNING cancel_requested, pause_requested";
+	" FOR NO KEY UPDATE";
 
 static const char sql_log[] =
 	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message, details)"
@@ -210,26 +212,26 @@ int job_begin_batch(PGconn *conn, const struct job *job, bool *cancel, bool *pau
 		    size_t errlen)
 {
 	const char *params[] = {job->id, job->lease_id};
-	PGresult *res = PQexec(conn, "BEGIN");
+	const struct pgconn_stmt stmts[] = {{"BEGIN", 0, NULL, NULL}, {sql_fence, 2, NULL, params}};
+	PGresult *res[2], *fence;
 	int rc = -1;
 
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		pgconn_error(conn, res, err, errlen);
-		PQclear(res);
+	if (pgconn_pipeline(conn, stmts, 2, res, err, errlen) != 0)
 		return -1;
-	}
-	PQclear(res);
-	res = PQexecParams(conn, sql_fence, 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		pgconn_error(conn, res, err, errlen);
-	} else if (PQntuples(res) == 0) {
+	fence = res[1];
+	if (PQresultStatus(res[0]) != PGRES_COMMAND_OK) {
+		pgconn_error(conn, res[0], err, errlen);
+	} else if (PQresultStatus(fence) != PGRES_TUPLES_OK) {
+		pgconn_error(conn, fence, err, errlen);
+	} else if (PQntuples(fence) == 0) {
 		rc = 0;
 	} else {
-		*cancel = PQgetvalue(res, 0, 0)[0] == 't';
-		*pause = PQgetvalue(res, 0, 1)[0] == 't';
+		*cancel = PQgetvalue(fence, 0, 0)[0] == 't';
+		*pause = PQgetvalue(fence, 0, 1)[0] == 't';
 		rc = 1;
 	}
-	PQclear(res);
+	PQclear(res[0]);
+	PQclear(fence);
 	if (rc != 1)
 		PQclear(PQexec(conn, "ROLLBACK"));
 	return rc;

@@ -61,12 +61,13 @@ static void wake(struct worker *w, const char *why)
 	schedule_pass(w, 0);
 }
 
-/* Makes sure the job connection is usable, reconnecting once if it broke. */
+/* Makes sure the job connection is usable, reconnecting once if it broke
+ * (or was left mid-pipeline by a failed exchange, see pgconn_pipeline). */
 static bool connection_ok(struct worker *w)
 {
 	char err[512];
 
-	if (PQstatus(w->conn) == CONNECTION_OK)
+	if (PQstatus(w->conn) == CONNECTION_OK && PQpipelineStatus(w->conn) == PQ_PIPELINE_OFF)
 		return true;
 	PQreset(w->conn);
 	if (PQstatus(w->conn) == CONNECTION_OK) {

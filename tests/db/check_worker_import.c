@@ -170,6 +170,32 @@ START_TEST(bad_records_become_errors_and_good_ones_land)
 }
 END_TEST
 
+/* A record only the database refuses (a number beyond numeric's range) is
+ * isolated by bisection: the batch's other records land, in one batch. */
+START_TEST(a_record_the_database_refuses_is_isolated_and_the_rest_land)
+{
+	char *job = submit("ndjson",
+	                   "convert_to('{\"id\":1}' || chr(10) || '{\"id\":2}' || chr(10) || "
+	                   "'{\"id\":3,\"v\":1e1000000}' || chr(10) || '{\"id\":4}' || chr(10) || "
+	                   "'{\"id\":5}' || chr(10), 'UTF8')",
+	                   "{\"collection\":\"c\"}");
+
+	run_to_end(job, "completed");
+	test_db_expectf(
+	    conn, "1,2,4,5",
+	    "SELECT string_agg(record_key, ',' ORDER BY record_key) FROM importer.records");
+	test_db_expectf(conn, "3|3|value overflows numeric format",
+	                "SELECT concat_ws('|', record_index, record_key, message) "
+	                "FROM importer.import_errors WHERE job_id = '%s'",
+	                job);
+	test_db_expectf(conn, "5/1/4",
+	                "SELECT concat_ws('/', processed_items, failed_items, counts->>'inserted') "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	free(job);
+}
+END_TEST
+
 START_TEST(upsert_twice_is_deterministic_and_last_record_for_a_key_wins)
 {
 	const char *file = "convert_to('id,v' || chr(10) || '1,a' || chr(10) || '2,b' || chr(10) "
@@ -608,6 +634,7 @@ int main(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, csv_rfc4180_upsert_lands_every_row_exactly);
 	tcase_add_test(tc, bad_records_become_errors_and_good_ones_land);
+	tcase_add_test(tc, a_record_the_database_refuses_is_isolated_and_the_rest_land);
 	tcase_add_test(tc, upsert_twice_is_deterministic_and_last_record_for_a_key_wins);
 	tcase_add_test(tc, append_refuses_existing_and_repeated_keys);
 	tcase_add_test(tc, replace_swaps_the_collection_and_a_failed_replace_changes_nothing);
