@@ -76,12 +76,10 @@ static const char sql_retry[] =
 	"         CASE WHEN status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.' || status END,"
 	"         $3 FROM j RETURNING 1";
 
-/* A row lock, not an update: the step's progress update (same transaction)
- * moves the heartbeat, so a step writes one new version of the job row. */
 static const char sql_fence[] =
-	"SELECT cancel_requested, pause_requested FROM importer.import_jobs"
+	"UPDATE importer.import_jobs SET heartbeat_at = now()"
 	" WHERE id = $1 AND lease_id = $2 AND status = 'processing'"
-	" FOR NO KEY UPDATE";
+	" RETURNING cancel_requested, pause_requested";
 
 static const char sql_log[] =
 	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message, details)"

@@ -68,9 +68,8 @@ int job_end(PGconn *conn, const struct job *job, enum job_end end, const char *m
 int job_release_retry(PGconn *conn, const struct job *job, const char *message, char *err,
 		      size_t errlen) __attribute__((warn_unused_result));
 
-/* Starts a batch transaction: BEGIN, then the lease fence, which locks the
- * job row (one round trip for both). The step's progress update moves
- * heartbeat_at. Returns 1 when the lease holds (the transaction is
+/* Starts a batch transaction: BEGIN, then the lease fence, which also
+ * refreshes heartbeat_at (one round trip for both). Returns 1 when the lease holds (the transaction is
  * open; *cancel and *pause tell what was requested), 0 when it is gone
  * (rolled back), -1 on error (rolled back). */
 int job_begin_batch(PGconn *conn, const struct job *job, bool *cancel, bool *pause, char *err,
