@@ -65,6 +65,8 @@ struct import {
 	struct timespec started;
 	uint64_t started_offset;
 	bool logged_start;
+	struct timespec announced; /* last progress commit that sent a NOTIFY */
+	bool announced_once;
 };
 
 static void find_key_col(struct import *im);
@@ -721,6 +723,9 @@ static double seconds_since(const struct timespec *t)
 	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
+/* Progress commits closer together than this are not announced (NOTIFY). */
+#define PROGRESS_NOTIFY_MS 250
+
 /* Writes the step's progress and checkpoint; with and_commit, also commits,
  * in the same round trip. Returns 0, or -1 with err filled; *ended (when
  * and_commit) tells whether the COMMIT ran, i.e. no transaction is left open. */
@@ -758,20 +763,33 @@ static int write_progress(struct import *im, bool and_commit, bool *ended, char 
 			json_object_to_json_string_ext(job->counts, JSON_C_TO_STRING_PLAIN),
 			json_object_to_json_string_ext(cp, JSON_C_TO_STRING_PLAIN), step, p_eta};
 
-		const struct pgconn_stmt stmts[] = {{sql_progress, 10, NULL, params},
-						    {"COMMIT", 0, NULL, NULL}};
-		int n = and_commit ? 2 : 1;
-		PGresult *res[2];
+		/* Announce progress at most every PROGRESS_NOTIFY_MS (see 0007). */
+		bool quiet = and_commit && im->announced_once &&
+			     seconds_since(&im->announced) * 1000 < PROGRESS_NOTIFY_MS;
+		const struct pgconn_stmt all[] = {
+			{"SELECT set_config('importer.quiet_progress', 'on', true)", 0, NULL, NULL},
+			{sql_progress, 10, NULL, params},
+			{"COMMIT", 0, NULL, NULL}};
+		const struct pgconn_stmt *stmts = quiet ? all : all + 1;
+		int n = (quiet ? 1 : 0) + (and_commit ? 2 : 1);
+		PGresult *res[3];
 
 		rc = pgconn_pipeline(im->conn, stmts, n, res, err, errlen);
 		for (int i = 0; rc == 0 && i < n; i++) {
-			if (PQresultStatus(res[i]) != PGRES_COMMAND_OK) {
+			ExecStatusType st = PQresultStatus(res[i]);
+
+			if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 				pgconn_error(im->conn, res[i], err, errlen);
 				rc = -1;
 			}
 		}
 		if (and_commit)
-			*ended = res[1] != NULL && PQresultStatus(res[1]) != PGRES_PIPELINE_ABORTED;
+			*ended = res[n - 1] != NULL &&
+				 PQresultStatus(res[n - 1]) != PGRES_PIPELINE_ABORTED;
+		if (rc == 0 && !quiet) {
+			clock_gettime(CLOCK_MONOTONIC, &im->announced);
+			im->announced_once = true;
+		}
 		for (int i = 0; i < n; i++)
 			PQclear(res[i]);
 	}

@@ -90,3 +90,15 @@ int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)
 	PQclear(res);
 	return n;
 }
+
+int64_t queue_next_due_ms(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SELECT importer.next_due_ms()");
+	int64_t ms = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0))
+		ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return ms < 0 ? -1 : ms;
+}

@@ -13,6 +13,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "job.h"
 
@@ -41,5 +42,10 @@ int queue_reattach(PGconn *conn, const char *id, const char *lease, struct job *
  * expired. Returns how many jobs were rescued, or -1 with err. */
 int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* Milliseconds until the earliest pending job that is not yet due (a retry
+ * waiting out its backoff), or -1 when there is none or the query failed
+ * (the poll tick is the fallback then). */
+int64_t queue_next_due_ms(PGconn *conn);
 
 #endif

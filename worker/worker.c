@@ -177,8 +177,15 @@ static void claim(struct worker *w)
 		schedule_pass(w, delay);
 		return;
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		/* Nothing due now. A retry waiting out its backoff gets no NOTIFY
+		 * when it becomes due: wake for it then, if before the poll tick. */
+		int64_t due = queue_next_due_ms(w->conn);
+
+		if (due >= 0 && due < w->cfg->poll_interval_ms)
+			schedule_pass(w, (unsigned)due + 1);
 		return;
+	}
 	log_info("job.claimed", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
 		 LF_STR("kind", w->job.kind), LF_I64("attempts", w->job.attempts));
 	metrics_job_claimed(w->metrics, &w->job);

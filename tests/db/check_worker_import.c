@@ -448,6 +448,61 @@ START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
 }
 END_TEST
 
+/* Waits up to wait_ms for notifications on conn; counts the job events of
+ * job and remembers the seq of the last one. */
+static void count_job_events(const char *job, int wait_ms, long *count, long *last_seq)
+{
+	struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+
+	poll(&pfd, 1, wait_ms);
+	PQconsumeInput(conn);
+	for (PGnotify *nt; (nt = PQnotifies(conn)) != NULL; PQfreemem(nt)) {
+		const char *seq = strstr(nt->extra, "\"seq\":");
+
+		if (strstr(nt->extra, job) != NULL && strstr(nt->extra, "\"t\":\"job\"") != NULL &&
+		    seq != NULL) {
+			(*count)++;
+			*last_seq = atol(seq + 6);
+		}
+	}
+}
+
+/* Progress NOTIFYs of one job are throttled (the row is the truth), yet the
+ * last notification always carries the job's final state. */
+START_TEST(progress_notifications_are_throttled_and_the_end_is_announced)
+{
+	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"nt\",\"batch_size\":50}");
+	long deadline = test_now_ms() + 120000, notified = 0, last_seq = -1, final_seq;
+	struct test_proc w;
+	char *st, *seq;
+
+	start_worker(&w);
+	for (;;) {
+		st = test_db_valuef(conn, "SELECT status FROM importer.import_jobs WHERE id = '%s'",
+		                    job);
+		if (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
+		    test_now_ms() >= deadline)
+			break;
+		free(st);
+		count_job_events(job, 200, &notified, &last_seq);
+	}
+	ck_assert_str_eq(st, "completed");
+	seq = test_db_valuef(conn, "SELECT seq FROM importer.import_jobs WHERE id = '%s'", job);
+	final_seq = atol(seq);
+	/* The end's notification was sent with the commit that ended the job. */
+	for (deadline = test_now_ms() + 5000; last_seq != final_seq && test_now_ms() < deadline;)
+		count_job_events(job, 200, &notified, &last_seq);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	ck_assert_int_eq(last_seq, final_seq);
+	/* 400 batches: without throttling, 400 notifications and more. */
+	ck_assert_msg(notified >= 2 && notified <= 200, "%ld notifications for 400 batches",
+	              notified);
+	free(seq);
+	free(st);
+	free(job);
+}
+END_TEST
+
 START_TEST(cancel_stops_a_running_import_quickly_and_keeps_what_committed)
 {
 	char *job = submit("csv", BIG_CSV(200000), "{\"collection\":\"cx\",\"batch_size\":1000}");
@@ -642,6 +697,7 @@ int main(void)
 	tcase_add_test(tc, ndjson_and_backup_import_by_id);
 	tcase_add_test(tc, file_level_problems_fail_the_job_with_a_clear_message);
 	tcase_add_test(tc, small_batches_checkpoint_and_sigterm_releases_to_another_worker);
+	tcase_add_test(tc, progress_notifications_are_throttled_and_the_end_is_announced);
 	tcase_add_test(tc, cancel_stops_a_running_import_quickly_and_keeps_what_committed);
 	tcase_add_test(tc, a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled);
 	tcase_add_test(tc, pause_then_resume_continues_from_the_checkpoint);

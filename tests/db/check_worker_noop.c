@@ -100,6 +100,30 @@ START_TEST(an_idle_worker_wakes_on_notify_not_on_its_poll)
 }
 END_TEST
 
+/* A job waiting out a retry backoff gets no NOTIFY when it becomes due; the
+ * idle worker wakes for it by itself, long before its poll tick. */
+START_TEST(an_idle_worker_wakes_when_a_delayed_job_becomes_due)
+{
+	struct test_proc w;
+
+	start_worker(&w, "600000");
+	PQclear(test_db_exec(conn, "BEGIN; "
+	                           "SELECT importer.submit_job('noop', NULL::uuid, "
+	                           "'{\"user_id\":\"" USER_A "\"}'); "
+	                           "UPDATE importer.import_jobs "
+	                           "SET run_after = now() + interval '1500 ms'; COMMIT"));
+	ck_assert_msg(test_db_wait_true(conn,
+	                                "SELECT count(*) = 1 FROM importer.import_jobs "
+	                                "WHERE status = 'completed'",
+	                                10000),
+	              "the delayed job was not picked up when due");
+	/* Not before it was due. */
+	test_db_expectf(conn, "t",
+	                "SELECT completed_at >= run_after FROM importer.import_jobs");
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+}
+END_TEST
+
 START_TEST(jobs_submitted_while_no_worker_listens_are_found_at_start)
 {
 	struct test_proc w;
@@ -153,6 +177,7 @@ int main(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, two_workers_complete_every_noop_job_exactly_once);
 	tcase_add_test(tc, an_idle_worker_wakes_on_notify_not_on_its_poll);
+	tcase_add_test(tc, an_idle_worker_wakes_when_a_delayed_job_becomes_due);
 	tcase_add_test(tc, jobs_submitted_while_no_worker_listens_are_found_at_start);
 	tcase_add_test(tc, housekeeping_prunes_finished_jobs_past_retention_but_keeps_records);
 	suite_add_tcase(s, tc);
