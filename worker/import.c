@@ -41,6 +41,7 @@ struct import {
 	struct job *job;        /* borrowed */
 	/* policy */
 	int64_t batch_rows, batch_bytes, batch_pause_ms, max_errors_stored, max_record_bytes;
+	int64_t lease_ms;
 	char delimiter;
 	const char *key_name;   /* borrowed from job->payload; NULL = default */
 	/* where the committed checkpoint is, and where this step has got to */
@@ -78,7 +79,8 @@ static const char sql_settings[] =
 	"       importer.setting_int('batch_pause_ms', $1),"
 	"       importer.setting_int('max_errors_stored', $1),"
 	"       importer.setting_int('max_record_bytes', $1),"
-	"       (SELECT count(*) FROM importer.import_errors WHERE job_id = $2)";
+	"       (SELECT count(*) FROM importer.import_errors WHERE job_id = $2),"
+	"       importer.setting_int('lease_seconds', $1)";
 
 static int64_t opt_int(struct json_object *obj, const char *key, int64_t def)
 {
@@ -183,6 +185,7 @@ struct import *import_new(PGconn *conn, struct job *job, char *err, size_t errle
 	im->batch_pause_ms = int_or(res, 2, 0);
 	im->max_errors_stored = int_or(res, 3, 10000) - int_or(res, 5, 0);
 	im->max_record_bytes = int_or(res, 4, 16 << 20);
+	im->lease_ms = int_or(res, 6, 15) * 1000;
 	PQclear(res);
 	delim = jsonutil_get_string(job->payload, "delimiter");
 	im->delimiter = delim != NULL && delim[0] != '\0' ? delim[0] : ',';
@@ -908,7 +911,7 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 	if (eof && strcmp(im->job->kind, "csv") == 0 && im->header == NULL)
 		return end_job(im, JOB_END_FAILED, "the file has no header row", err, errlen);
 
-	rc = job_begin_batch(im->conn, im->job, &cancel, &pause, err, errlen);
+	rc = job_begin_batch(im->conn, im->job, im->lease_ms, &cancel, &pause, err, errlen);
 	if (rc <= 0)
 		return rc == 0 ? JOB_LOST : JOB_RETRY;
 	if (cancel || pause) {

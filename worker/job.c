@@ -206,19 +206,28 @@ int job_release_retry(PGconn *conn, const struct job *job, const char *message, 
 	return run_fenced(conn, sql_retry, 3, params, err, errlen);
 }
 
-int job_begin_batch(PGconn *conn, const struct job *job, bool *cancel, bool *pause, char *err,
-		    size_t errlen)
+int job_begin_batch(PGconn *conn, const struct job *job, int64_t idle_timeout_ms, bool *cancel,
+		    bool *pause, char *err, size_t errlen)
 {
 	const char *params[] = {job->id, job->lease_id};
-	const struct pgconn_stmt stmts[] = {{"BEGIN", 0, NULL, NULL}, {sql_fence, 2, NULL, params}};
-	PGresult *res[2], *fence;
+	char timeout[24];
+	const char *timeout_param[] = {timeout};
+	const struct pgconn_stmt stmts[] = {
+		{"BEGIN", 0, NULL, NULL},
+		{"SELECT set_config('idle_in_transaction_session_timeout', $1, true)", 1, NULL,
+		 timeout_param},
+		{sql_fence, 2, NULL, params}};
+	PGresult *res[3], *fence;
 	int rc = -1;
 
-	if (pgconn_pipeline(conn, stmts, 2, res, err, errlen) != 0)
+	snprintf(timeout, sizeof(timeout), "%lld", (long long)idle_timeout_ms);
+	if (pgconn_pipeline(conn, stmts, 3, res, err, errlen) != 0)
 		return -1;
-	fence = res[1];
+	fence = res[2];
 	if (PQresultStatus(res[0]) != PGRES_COMMAND_OK) {
 		pgconn_error(conn, res[0], err, errlen);
+	} else if (PQresultStatus(res[1]) != PGRES_TUPLES_OK) {
+		pgconn_error(conn, res[1], err, errlen);
 	} else if (PQresultStatus(fence) != PGRES_TUPLES_OK) {
 		pgconn_error(conn, fence, err, errlen);
 	} else if (PQntuples(fence) == 0) {
@@ -228,8 +237,8 @@ int job_begin_batch(PGconn *conn, const struct job *job, bool *cancel, bool *pau
 		*pause = PQgetvalue(fence, 0, 1)[0] == 't';
 		rc = 1;
 	}
-	PQclear(res[0]);
-	PQclear(fence);
+	for (int i = 0; i < 3; i++)
+		PQclear(res[i]);
 	if (rc != 1)
 		PQclear(PQexec(conn, "ROLLBACK"));
 	return rc;

@@ -68,12 +68,15 @@ int job_end(PGconn *conn, const struct job *job, enum job_end end, const char *m
 int job_release_retry(PGconn *conn, const struct job *job, const char *message, char *err,
 		      size_t errlen) __attribute__((warn_unused_result));
 
-/* Starts a batch transaction: BEGIN, then the lease fence, which also
- * refreshes heartbeat_at (one round trip for both). Returns 1 when the lease holds (the transaction is
+/* Starts a batch transaction: BEGIN, a transaction-local
+ * idle_in_transaction_session_timeout of idle_timeout_ms (the lease: a worker
+ * stalled mid-transaction, e.g. SIGSTOPped, would otherwise hold the job row
+ * locked and block its own rescue), then the lease fence, which also
+ * refreshes heartbeat_at; one round trip for the three. Returns 1 when the lease holds (the transaction is
  * open; *cancel and *pause tell what was requested), 0 when it is gone
  * (rolled back), -1 on error (rolled back). */
-int job_begin_batch(PGconn *conn, const struct job *job, bool *cancel, bool *pause, char *err,
-		    size_t errlen) __attribute__((warn_unused_result));
+int job_begin_batch(PGconn *conn, const struct job *job, int64_t idle_timeout_ms, bool *cancel,
+		    bool *pause, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Appends a log line to import_logs inside the open transaction. details
  * may be NULL. Returns 0 or -1. */

@@ -569,6 +569,45 @@ START_TEST(a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled)
 }
 END_TEST
 
+/* A worker frozen past its lease (SIGSTOP, a partition, a long GC pause)
+ * loses the job to rescue, even if frozen inside a batch transaction; once
+ * continued it cannot commit into the job, and nothing is doubled. */
+START_TEST(a_stopped_worker_past_its_lease_is_rescued_and_cannot_commit_when_continued)
+{
+	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"s\",\"batch_size\":100}");
+	struct test_proc w1, w2;
+	char *st;
+
+	PQclear(test_db_exec(conn, "INSERT INTO importer.settings (key, value, user_id) VALUES "
+	                           "('lease_seconds', '1', '" USER "') ON CONFLICT (key, user_id) "
+	                           "DO UPDATE SET value = EXCLUDED.value"));
+	start_worker(&w1);
+	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.claimed\"", 10000), "%s", w1.buf);
+	ck_assert(test_db_wait_true(conn, "SELECT processed_items > 0 FROM importer.import_jobs",
+	                            10000));
+	ck_assert_int_eq(kill(w1.pid, SIGSTOP), 0);
+	start_worker_polling(&w2, "IMPORTER_POLL_INTERVAL_MS=300");
+	ck_assert_msg(test_proc_wait_for(&w2, "\"event\":\"job.claimed\"", 30000), "%s", w2.buf);
+	ck_assert_int_eq(kill(w1.pid, SIGCONT), 0);
+	st = wait_status(job, "completed|failed", 120000);
+	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
+	/* The continued worker met the fence (or its dead session) and let go. */
+	ck_assert_msg(test_proc_wait_for(&w1, "\"event\":\"job.lost\"", 10000), "%s", w1.buf);
+	ck_assert_int_eq(test_proc_stop(&w1, SIGTERM, 10000), 0);
+	PQclear(test_db_exec(conn, "DELETE FROM importer.settings WHERE user_id IS NOT NULL"));
+	ck_assert_str_eq(st, "completed");
+	test_db_expectf(conn, "20000/20000",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) "
+	                "FROM importer.records WHERE collection = 's'");
+	test_db_expectf(conn, "20000/0/1",
+	                "SELECT concat_ws('/', processed_items, failed_items, rescues) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	free(st);
+	free(job);
+}
+END_TEST
+
 START_TEST(pause_then_resume_continues_from_the_checkpoint)
 {
 	char *job = submit("csv", BIG_CSV(20000), "{\"collection\":\"p\",\"batch_size\":50}");
@@ -700,6 +739,7 @@ int main(void)
 	tcase_add_test(tc, progress_notifications_are_throttled_and_the_end_is_announced);
 	tcase_add_test(tc, cancel_stops_a_running_import_quickly_and_keeps_what_committed);
 	tcase_add_test(tc, a_killed_worker_loses_its_job_to_rescue_and_nothing_is_doubled);
+	tcase_add_test(tc, a_stopped_worker_past_its_lease_is_rescued_and_cannot_commit_when_continued);
 	tcase_add_test(tc, pause_then_resume_continues_from_the_checkpoint);
 	tcase_add_test(tc, three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly);
 	tcase_add_test(tc, a_cancel_requested_before_sigterm_is_not_lost);
