@@ -657,7 +657,8 @@ START_TEST(every_state_and_operation_behaves_as_designed)
 		    "SELECT concat_ws(' ', attempts, rescues, checkpoint, progress, "
 		    "processed_items, (SELECT count(*) FROM importer.import_errors e "
 		    "WHERE e.job_id = j.id), (SELECT count(*) FROM importer.import_logs l "
-		    "WHERE l.job_id = j.id)) FROM importer.import_jobs j WHERE id = '%s'",
+		    "WHERE l.job_id = j.id AND l.event = 'test.line')) "
+		    "FROM importer.import_jobs j WHERE id = '%s'",
 		    job);
 	if (cell->op == RETRY_RESTART)
 		/* From zero: checkpoint, progress, counters and errors go; logs stay. */
@@ -667,8 +668,18 @@ START_TEST(every_state_and_operation_behaves_as_designed)
 		    "progress, processed_items, "
 		    "(SELECT count(*) FROM importer.import_errors e "
 		    "WHERE e.job_id = j.id), (SELECT count(*) FROM importer.import_logs l "
-		    "WHERE l.job_id = j.id)) FROM importer.import_jobs j WHERE id = '%s'",
+		    "WHERE l.job_id = j.id AND l.event = 'test.line')) "
+		    "FROM importer.import_jobs j WHERE id = '%s'",
 		    job);
+	/* The transition is in the job's log. */
+	if (strcmp(cell->want, "pending") == 0)
+		test_db_expectf(conn,
+		                cell->op == RESUME        ? "job.resumed:resumed by its owner; waiting for a worker"
+		                : cell->op == RETRY_RESTART ? "job.retried:retried from the beginning"
+		                                            : "job.retried:retried from its checkpoint",
+		                "SELECT string_agg(event || ':' || message, ',') FROM importer.import_logs "
+		                "WHERE job_id = '%s' AND event LIKE 'job.%%'",
+		                job);
 }
 END_TEST
 

@@ -125,7 +125,7 @@ START_TEST(csv_rfc4180_upsert_lands_every_row_exactly)
 	                "FROM importer.import_jobs WHERE id = '%s'",
 	                job);
 	test_db_expectf(conn, "t", "SELECT bool_and(job_id = '%s') FROM importer.records", job);
-	test_db_expectf(conn, "job.started,job.completed",
+	test_db_expectf(conn, "job.claimed,job.started,job.phase,job.completed",
 	                "SELECT string_agg(event, ',' ORDER BY id) FROM importer.import_logs "
 	                "WHERE job_id = '%s'",
 	                job);
