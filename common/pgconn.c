@@ -125,7 +125,7 @@ int pgconn_pipeline(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresu
 		goto fail;
 	for (i = 0; i < n; i++)
 		if (!PQsendQueryParams(conn, stmts[i].sql, stmts[i].nparams, stmts[i].types,
-				       stmts[i].params, NULL, NULL, 0))
+				       stmts[i].params, stmts[i].lengths, stmts[i].formats, 0))
 			goto fail_in_pipeline;
 	if (!PQpipelineSync(conn))
 		goto fail_in_pipeline;

@@ -32,13 +32,16 @@ PGconn *pgconn_open(const char *url, const char *app, int nonblocking);
  * trailing newline. res may be NULL. */
 void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen);
 
-/* One statement of a pipeline: sql with nparams text parameters (types may
- * be NULL to let the server infer them). */
+/* One statement of a pipeline: sql with nparams parameters (types may be
+ * NULL to let the server infer them; lengths and formats as PQexecParams's,
+ * NULL for all-text parameters). */
 struct pgconn_stmt {
 	const char *sql;
 	int nparams;
 	const Oid *types;
 	const char *const *params;
+	const int *lengths;
+	const int *formats;
 };
 
 /* Sends n statements on a blocking, idle connection in one pipeline ending in

@@ -770,9 +770,9 @@ static int write_progress(struct import *im, bool and_commit, bool *ended, char 
 		bool quiet = and_commit && im->announced_once &&
 			     seconds_since(&im->announced) * 1000 < PROGRESS_NOTIFY_MS;
 		const struct pgconn_stmt all[] = {
-			{"SELECT set_config('importer.quiet_progress', 'on', true)", 0, NULL, NULL},
-			{sql_progress, 10, NULL, params},
-			{"COMMIT", 0, NULL, NULL}};
+			{.sql = "SELECT set_config('importer.quiet_progress', 'on', true)"},
+			{.sql = sql_progress, .nparams = 10, .params = params},
+			{.sql = "COMMIT"}};
 		const struct pgconn_stmt *stmts = quiet ? all : all + 1;
 		int n = (quiet ? 1 : 0) + (and_commit ? 2 : 1);
 		PGresult *res[3];

@@ -213,10 +213,11 @@ int job_begin_batch(PGconn *conn, const struct job *job, int64_t idle_timeout_ms
 	char timeout[24];
 	const char *timeout_param[] = {timeout};
 	const struct pgconn_stmt stmts[] = {
-		{"BEGIN", 0, NULL, NULL},
-		{"SELECT set_config('idle_in_transaction_session_timeout', $1, true)", 1, NULL,
-		 timeout_param},
-		{sql_fence, 2, NULL, params}};
+		{.sql = "BEGIN"},
+		{.sql = "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+		 .nparams = 1,
+		 .params = timeout_param},
+		{.sql = sql_fence, .nparams = 2, .params = params}};
 	PGresult *res[3], *fence;
 	int rc = -1;
 
