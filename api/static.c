@@ -63,15 +63,17 @@ static bool etag_matches(const char *header, const char *etag)
 	return false;
 }
 
-static void send_plain(struct evhttp_request *req, int status, const char *reason,
-		       const char *text)
+/* DESIGN.md's error shape, as the API's routes answer. */
+static void send_error(struct evhttp_request *req, int status, const char *reason, const char *code,
+                       const char *message)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 	struct evbuffer *buf = evbuffer_new();
 
-	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+	evhttp_add_header(out, "Content-Type", "application/json");
 	if (buf != NULL && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
-		evbuffer_add_printf(buf, "%s\n", text);
+		evbuffer_add_printf(buf, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code,
+		                    message);
 	evhttp_send_reply(req, status, reason, buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
@@ -91,12 +93,13 @@ int static_serve(struct evhttp_request *req)
 	evhttp_add_header(out, "Referrer-Policy", "no-referrer");
 	evhttp_add_header(out, "X-Frame-Options", "DENY");
 	if (a == NULL) {
-		send_plain(req, HTTP_NOTFOUND, "Not Found", "not found");
+		send_error(req, HTTP_NOTFOUND, "Not Found", "not_found", "no such route");
 		return HTTP_NOTFOUND;
 	}
 	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(out, "Allow", "GET, HEAD");
-		send_plain(req, HTTP_BADMETHOD, "Method Not Allowed", "method not allowed");
+		send_error(req, HTTP_BADMETHOD, "Method Not Allowed", "method_not_allowed",
+		           "method not allowed on this route");
 		return HTTP_BADMETHOD;
 	}
 	/* The URLs carry no version, so browsers revalidate every time and
@@ -120,7 +123,8 @@ int static_serve(struct evhttp_request *req)
 		if (buf == NULL || evbuffer_add_reference(buf, a->data, a->len, NULL, NULL) != 0) {
 			if (buf != NULL)
 				evbuffer_free(buf);
-			send_plain(req, HTTP_SERVUNAVAIL, "Service Unavailable", "out of memory");
+			send_error(req, HTTP_SERVUNAVAIL, "Service Unavailable", "unavailable",
+			           "out of memory");
 			return HTTP_SERVUNAVAIL;
 		}
 		evhttp_send_reply(req, HTTP_OK, "OK", buf);

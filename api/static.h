@@ -12,9 +12,9 @@
 #include <stddef.h>
 
 struct static_asset {
-	const char *path;         /* URL path, "/index.html" */
+	const char *path; /* URL path, "/index.html" */
 	const char *content_type;
-	const char *etag;         /* quoted strong ETag: a hash of the content */
+	const char *etag; /* quoted strong ETag: a hash of the content */
 	const unsigned char *data;
 	size_t len;
 };
@@ -28,7 +28,7 @@ const struct static_asset *static_find(const char *path);
 
 /* Answers req from the table: GET/HEAD 200 (or 304 when If-None-Match
  * matches), 404 for a path not in the table, 405 (Allow: GET, HEAD) for other
- * methods. Every reply carries the security headers (CSP 'self' only, nosniff,
+ * methods (both with DESIGN.md's JSON error body). Every reply carries the security headers (CSP 'self' only, nosniff,
  * no referrer, no framing). Returns the status sent. */
 int static_serve(struct evhttp_request *req);
 

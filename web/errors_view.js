@@ -56,7 +56,7 @@ function render(errors) {
   }
   const table = h('table', { class: 'errors-table' },
     h('caption', {}, `Failed records ${fmt.num(first + 1)}–${fmt.num(first + errors.length)}${total ? ` of ${fmt.num(total)}` : ''}`),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Record'), h('th', { scope: 'col' }, 'Key'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'num' }, 'Record'), h('th', { scope: 'col' }, 'Key'),
       h('th', { scope: 'col' }, 'Collection'), h('th', { scope: 'col' }, 'Problem'))),
     h('tbody', {}, errors.map((e) => h('tr', {},
       h('td', { class: 'num' }, e.record_index === null ? '–' : fmt.num(e.record_index)),

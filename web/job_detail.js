@@ -54,8 +54,8 @@ function render(job) {
   fill($('detail-status'),
     h('span', { class: 'badge status', dataset: { status: job.status }, id: 'detail-status-badge' }, fmt.status(job.status)),
     note ? h('span', { class: 'muted' }, ` ${note}`) : null,
-    fmt.ACTIVE.has(job.status) ? h('span', {}, ` · ${fmt.phase(job.phase)}`) : null,
-    job.current_step && fmt.ACTIVE.has(job.status) ? h('span', { class: 'muted' }, ` · ${job.current_step}`) : null,
+    job.status === 'processing' ? h('span', {}, ` · ${fmt.phase(job.phase)}`) : null,
+    job.current_step && job.status === 'processing' ? h('span', { class: 'muted', id: 'detail-step' }, ` · ${job.current_step}`) : null,
     job.status === 'processing' && job.eta_seconds !== null ? h('span', {}, ` · ${fmt.eta(job.eta_seconds)}`) : null);
   // Rebuilt only when the set of actions changes, so focus stays put.
   const acts = allowedActions(job).join(',');
@@ -82,14 +82,15 @@ function render(job) {
     fact('Submitted', `${fmt.when(job.created_at)} (${fmt.ago(job.created_at)})`, 'created'),
     fact('Waited', started ? fmt.between(job.created_at, started) : fmt.ACTIVE.has(job.status) ? `${fmt.between(job.created_at)} so far` : '–', 'waited'),
     fact('Started', started ? fmt.when(started) : '–', 'started'),
-    fact(job.completed_at ? 'Took' : 'Running for', started ? fmt.between(started, job.completed_at) : '–', 'took'),
+    fact(job.completed_at ? 'Took' : 'Running for',
+      started && (job.completed_at || job.status === 'processing') ? fmt.between(started, job.completed_at) : '–', 'took'),
     fact('Finished', fmt.when(job.completed_at), 'finished'),
     fact('Attempts', `${job.attempts} of ${job.max_attempts}`, 'attempts'),
     fact('Job id', h('code', {}, job.id), 'id'));
   const cols = c.collections && Object.keys(c.collections).length > 1 || job.kind === 'backup' ? c.collections || {} : null;
   fill($('detail-counts'), cols ? h('table', { class: 'counts-table' },
     h('caption', {}, 'Per collection'),
-    h('thead', {}, h('tr', {}, ['Collection', 'Inserted', 'Updated', 'Failed'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Collection', 'Inserted', 'Updated', 'Failed'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t)))),
     h('tbody', {}, Object.entries(cols).map(([name, v]) => h('tr', {},
       h('th', { scope: 'row' }, name), h('td', { class: 'num' }, fmt.num(v.inserted || 0)),
       h('td', { class: 'num' }, fmt.num(v.updated || 0)), h('td', { class: 'num' }, fmt.num(v.failed || 0)))))) : null);

@@ -36,7 +36,9 @@ function makeRow(job) {
     row.refreshTime(j);
   };
   row.refreshTime = (j) => {
-    meta.textContent = j.started_at ? `started ${fmt.ago(j.started_at)}` : `queued ${fmt.ago(j.created_at)}`;
+    if (!j.started_at) meta.textContent = `queued ${fmt.ago(j.created_at)}`;
+    else if (j.completed_at) meta.textContent = `started ${fmt.ago(j.started_at)}, took ${fmt.between(j.started_at, j.completed_at)}`;
+    else meta.textContent = `started ${fmt.ago(j.started_at)}`;
   };
   return row;
 }

@@ -24,10 +24,10 @@ function choose(f) {
   file = f;
   $('upload-error').textContent = '';
   $('file-chosen').textContent = f ? `${f.name} (${fmt.bytes(f.size)})` : '';
+  $('collection').placeholder = f ? stem(f.name) || 'default' : 'the file name without extension';
   if (!f) return;
   if (!kindTouched) $('kind').value = kindFor(f.name);
   if (/\.tsv$/i.test(f.name) && !$('delimiter').value) $('delimiter').value = '\\t';
-  $('collection').placeholder = stem(f.name) || 'default';
   syncKind();
 }
 
@@ -105,5 +105,6 @@ export function init() {
   window.addEventListener('dragover', (ev) => ev.preventDefault());
   window.addEventListener('drop', (ev) => ev.preventDefault());
   $('upload-form').addEventListener('submit', submit);
+  choose(null);
   syncKind();
 }

@@ -39,14 +39,13 @@ static void server_start(void)
 
 	ck_assert_ptr_nonnull(http);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						 EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-						 EVHTTP_REQ_OPTIONS);
+	                                     EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+	                                     EVHTTP_REQ_OPTIONS);
 	evhttp_set_gencb(http, serve_cb, NULL);
 	sock = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
 	ck_assert_ptr_nonnull(sock);
-	ck_assert_int_eq(getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&sa,
-				     &salen),
-			 0);
+	ck_assert_int_eq(
+	    getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&sa, &salen), 0);
 	server_port = ntohs(sa.sin_port);
 	server_pid = fork();
 	ck_assert_int_ge(server_pid, 0);
@@ -90,8 +89,9 @@ static void request(struct resp *r, const char *method, const char *target, cons
 	ck_assert_ptr_nonnull(all);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	w = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n",
-		     method, target, extra != NULL ? extra : "");
+	w = snprintf(req, sizeof(req),
+	             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n", method,
+	             target, extra != NULL ? extra : "");
 	ck_assert_int_eq(write(fd, req, (size_t)w), w);
 	while ((n = read(fd, all + len, cap - len - 1)) > 0) {
 		len += (size_t)n;
@@ -178,7 +178,8 @@ START_TEST(table_is_sorted_and_has_the_page)
 		ck_assert_msg(static_assets[i].path[0] == '/', "%s", static_assets[i].path);
 		ck_assert_uint_eq(strlen(static_assets[i].etag), 18); /* "16 hex digits" */
 		if (i > 0)
-			ck_assert_int_lt(strcmp(static_assets[i - 1].path, static_assets[i].path), 0);
+			ck_assert_int_lt(strcmp(static_assets[i - 1].path, static_assets[i].path),
+			                 0);
 		ck_assert_ptr_eq(static_find(static_assets[i].path), &static_assets[i]);
 	}
 	ck_assert_ptr_nonnull(index);
@@ -276,11 +277,11 @@ END_TEST
 START_TEST(unknown_and_traversal_paths_are_404)
 {
 	static const char *const paths[] = {
-		"/nope.html",        "/index.html/",         "/INDEX.HTML",
-		"/../index.html",    "/web/index.html",      "/%2e%2e/etc/passwd",
-		"/..%2findex.html",  "/./index.html",        "/app.js/..",
-		"/../../etc/passwd", "/index.html%00.js",    "/app.js.map",
-		"/CMakeLists.txt",   "/%69ndex.html",        NULL,
+	    "/nope.html",        "/index.html/",      "/INDEX.HTML",
+	    "/../index.html",    "/web/index.html",   "/%2e%2e/etc/passwd",
+	    "/..%2findex.html",  "/./index.html",     "/app.js/..",
+	    "/../../etc/passwd", "/index.html%00.js", "/app.js.map",
+	    "/CMakeLists.txt",   "/%69ndex.html",     NULL,
 	};
 	struct resp r;
 
@@ -294,7 +295,9 @@ START_TEST(unknown_and_traversal_paths_are_404)
 	}
 	request(&r, "GET", "/nope.html", NULL);
 	ck_assert_int_eq(r.status, 404);
-	expect_header(&r, "Content-Type", "text/plain; charset=utf-8");
+	expect_header(&r, "Content-Type", "application/json");
+	ck_assert_str_eq(r.body,
+	                 "{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}\n");
 	expect_security_headers(&r);
 	resp_free(&r);
 	server_stop();
@@ -313,6 +316,7 @@ START_TEST(other_methods_are_405_and_head_has_no_body)
 		request(&r, methods[i], "/", "Content-Length: 0\r\n");
 		ck_assert_msg(r.status == 405, "%s /: %d", methods[i], r.status);
 		expect_header(&r, "Allow", "GET, HEAD");
+		ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"method_not_allowed\""));
 		resp_free(&r);
 	}
 	request(&r, "POST", "/nope.js", "Content-Length: 0\r\n");

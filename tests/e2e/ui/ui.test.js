@@ -293,6 +293,8 @@ test('a large import is cancelled from the page; a paused job resumes from the p
   const id2 = await upload(page, name2, big);
   await rowOf(page, id2).locator('.job-name').click();
   await waitProgress(page, id2);
+  await page.locator('#logs li.log').first().waitFor({ timeout: 10000 });
+  await shot(page, 'job-running');
   await page.locator('#detail-actions').getByRole('button', { name: `Pause ${name2}` }).click();
   await waitStatus(page, id2, 'paused', 15000);
   await page.locator('#detail-status-badge[data-status="paused"]').waitFor();
