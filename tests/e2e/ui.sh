@@ -10,15 +10,20 @@
 #   - a CSV uploaded through the page: bar at 100 %, completed, counts = rows;
 #   - a large import cancelled from the page shows cancelled within seconds;
 #     a paused job resumes from the page;
-#   - a file with bad rows shows its record errors; the CSV download holds them;
+#   - a file with bad rows shows its record errors, paged; the CSV download holds
+#     them; Delete (confirmed) removes the job;
+#   - a file that cannot be imported fails with its reason; Retry runs it again;
 #   - a second user's token never shows the first user's jobs;
 #   - the gateway restarted while a job runs: the page carries on updating;
-#   - a token the gateway refuses gets a clear message; phone-width layout.
+#   - a token the gateway refuses gets a clear message; phone width; the filter.
+# Before the browser, tests/e2e/ui/web_units.test.js checks the page's pure
+# parts in Node (SSE parser at every chunk split, the actions' lifecycle rules,
+# kind inference, wording of times).
 # Screenshots go to $IMPORTER_UI_ARTIFACTS (default: a new directory under
 # ${TMPDIR:-/tmp}, printed at the end; kept).
 #
 # Needs IMPORTER_BUILD_DIR and IMPORTER_TEST_DATABASE_URL (tests/run.sh exports
-# both), node + npm, and the Debian package chromium. Takes about a minute.
+# both), node + npm, and the Debian package chromium. Takes 1.5-2 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -187,6 +192,8 @@ export UI_BASE_URL=http://127.0.0.1:$HTTP_PORT UI_GATEWAY_BIN=$GATEWAY UI_GATEWA
 	UI_TOKEN_FOREIGN=$TOKEN_FOREIGN UI_ARTIFACTS=$ARTIFACTS UI_CHROMIUM=$CHROMIUM UI_DB_URL=$DB_URL \
 	UI_TMP=$TMP
 rc=0
+(cd "$SPEC_DIR" && node --test --test-reporter=spec web_units.test.js) || rc=$?
+[ "$rc" -eq 0 ] || die "the page's unit tests failed (exit $rc)"
 (cd "$SPEC_DIR" && node --test --test-concurrency=1 --test-reporter=spec ui.test.js) || rc=$?
 [ "$rc" -eq 0 ] || die "the browser spec failed (exit $rc)"
 for n in 1 2; do

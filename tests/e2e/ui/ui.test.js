@@ -235,6 +235,37 @@ test('a file with bad rows shows its record errors, paged, and the CSV download 
   const indexes = lines.slice(1).map((l) => Number(l.split(',')[0]));
   assert.deepEqual(indexes, Array.from({ length: 60 }, (_, i) => 2 * (i + 1)));
   assert.ok(lines.slice(1).every((l) => l.includes(`,bad-rows-${RUN},`) && !l.endsWith(',')), lines[1]);
+
+  // Delete, confirmed: the row goes, the detail closes.
+  await page.locator('#detail-actions').getByRole('button', { name: `Delete ${name}` }).click();
+  await page.getByRole('button', { name: 'Delete job' }).click();
+  await page.waitForFunction((jobId) => !document.querySelector(`#jobs li.job[data-job-id="${jobId}"]`)
+    && document.getElementById('detail').hidden, id, { timeout: 10000 });
+  assert.equal((await apiAs(env.UI_TOKEN_A, 'GET', `/api/jobs/${id}`)).status, 404);
+  await closePage(page);
+});
+
+test('a file that cannot be imported fails with its reason; Retry runs it again', async () => {
+  const page = await openPage(env.UI_TOKEN_A);
+  const name = `broken-${RUN}.json`;
+  await page.setInputFiles('#file-input', { name, mimeType: 'application/json', buffer: Buffer.from('this is not JSON\n') });
+  assert.equal(await page.locator('#kind').inputValue(), 'backup', 'kind inferred from .json');
+  await page.click('#submit');
+  const row = page.locator('#jobs li.job', { has: page.locator('.job-name', { hasText: name }) });
+  await row.waitFor({ timeout: 5000 });
+  const id = await row.getAttribute('data-job-id');
+  await waitStatus(page, id, 'failed');
+  await page.locator('.toast-error', { hasText: `${name} failed` }).waitFor({ timeout: 5000 });
+  await row.locator('.job-name').click();
+  await page.locator('#detail-status-badge[data-status="failed"]').waitFor();
+  assert.match(await page.locator('#detail-error').textContent(), /^Error: .+/);
+  assert.deepEqual(await page.locator('#detail-actions button').evaluateAll((b) => b.map((x) => x.dataset.action)), ['retry', 'restart', 'delete']);
+  await page.locator('#logs li.log-error').first().waitFor({ timeout: 10000 });
+  await page.locator('#detail-actions').getByRole('button', { name: `Retry ${name}` }).click();
+  // It runs again and fails again: a second error line in the live log.
+  await page.waitForFunction(() => document.querySelectorAll('#logs li.log-error').length >= 2, null, { timeout: 30000 });
+  await waitStatus(page, id, 'failed');
+  assert.equal(await page.locator('.toast-error', { hasText: 'Retry failed' }).count(), 0);
   await closePage(page);
 });
 
@@ -277,6 +308,12 @@ test('a large import is cancelled from the page; a paused job resumes from the p
   const item = page.locator(`.inflight-item[data-job-id="${id}"]`);
   await item.waitFor();
   await shot(page, 'in-flight');
+  // Escape in the confirmation keeps the job running.
+  await item.getByRole('button', { name: `Cancel ${name}` }).click();
+  await page.locator('dialog#confirm[open]').waitFor();
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.getElementById('confirm').open, null, { timeout: 5000 });
+  assert.equal(await rowOf(page, id).getAttribute('data-status'), 'processing');
   await item.getByRole('button', { name: `Cancel ${name}` }).click();
   await page.locator('dialog#confirm[open]').waitFor();
   const clicked = Date.now();
@@ -290,7 +327,7 @@ test('a large import is cancelled from the page; a paused job resumes from the p
 
   // Pause and resume from the job's page.
   const name2 = `paused-${RUN}.csv`;
-  const id2 = await upload(page, name2, big);
+  const id2 = await upload(page, name2, csv(24000));
   await rowOf(page, id2).locator('.job-name').click();
   await waitProgress(page, id2);
   await page.locator('#logs li.log').first().waitFor({ timeout: 10000 });
@@ -306,7 +343,7 @@ test('a large import is cancelled from the page; a paused job resumes from the p
   await page.locator('#detail-actions').getByRole('button', { name: `Resume ${name2}` }).click();
   await waitProgress(page, id2, pausedAt, 30000);
   await waitStatus(page, id2, 'completed', 60000);
-  assert.equal((await page.locator('[data-fact="records"]').textContent()).trim(), '40,000 of 40,000 records');
+  assert.equal((await page.locator('[data-fact="records"]').textContent()).trim(), '24,000 of 24,000 records');
   await closePage(page);
 });
 
@@ -314,7 +351,7 @@ test('the gateway restarts while a job runs and the page carries on updating', a
   const page = await openPage(env.UI_TOKEN_SLOW);
   await page.evaluate(() => { window.__sameDocument = true; });
   const name = `restart-${RUN}.csv`;
-  const id = await upload(page, name, csv(60000));
+  const id = await upload(page, name, csv(50000));
   // Every value the bar shows, with the time it showed it.
   await page.evaluate((jobId) => {
     window.__seen = [];
@@ -337,7 +374,7 @@ test('the gateway restarts while a job runs and the page carries on updating', a
   const after = seen.filter(([t, v]) => t >= back && v > before && v < 100);
   assert.ok(after.length >= 1, `live progress after the restart (before ${before} %, seen ${JSON.stringify(seen.slice(-5))})`);
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
-  assert.equal((await rowOf(page, id).locator('.job-counts').textContent()).trim(), '60,000 of 60,000 records');
+  assert.equal((await rowOf(page, id).locator('.job-counts').textContent()).trim(), '50,000 of 50,000 records');
   await closePage(page, { allow: [/ERR_CONNECTION_REFUSED|Failed to fetch|net::ERR_/] });
 });
 
@@ -361,5 +398,13 @@ test('the page works at phone width', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no sideways scrolling (${overflow} px too wide)`);
   await shot(page, 'phone');
+  // The status filter shows only the chosen status.
+  await page.selectOption('#status-filter', 'cancelled');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#jobs li.job')];
+    return rows.length >= 1 && rows.every((r) => r.dataset.status === 'cancelled');
+  }, null, { timeout: 10000 });
+  await page.selectOption('#status-filter', 'failed');
+  await page.locator('#jobs-empty:not([hidden])', { hasText: 'No failed jobs.' }).waitFor({ timeout: 10000 });
   await closePage(page);
 });
