@@ -262,6 +262,7 @@ static void api_cb(struct evhttp_request *req, void *arg)
 	char buf[512];
 	char *segs[8];
 	int n;
+	bool is_api;
 	struct call *c = calloc(1, sizeof(*c));
 
 	if (log_enabled(LOG_DEBUG)) {
@@ -281,7 +282,11 @@ static void api_cb(struct evhttp_request *req, void *arg)
 	query.tqh_first = NULL;
 	query.tqh_last = &query.tqh_first;
 	n = path != NULL ? http_split_path(path, buf, sizeof(buf), segs, 8) : -1;
-	if (n > 0 ? strcmp(segs[0], "api") != 0 : path == NULL || strncmp(path, "/api/", 5) != 0) {
+	/* "/api" and "/api/..." (even one too long to split) are the API's;
+	 * every other path is the web UI's. */
+	is_api = n > 0 ? strcmp(segs[0], "api") == 0
+		       : path != NULL && strncmp(path, "/api/", 5) == 0;
+	if (!is_api) {
 		gw_count(gw, R_STATIC, static_serve(req), c->start_us);
 		call_release(c);
 		return;

@@ -11,7 +11,7 @@
 /* The page loads its own scripts, styles and images and talks to its own
  * origin; nothing inline, nothing from elsewhere, no framing. */
 #define CSP                                                                                        \
-	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "          \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                \
 	"connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "              \
 	"form-action 'self'; frame-ancestors 'none'"
 
