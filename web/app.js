@@ -45,7 +45,7 @@ function onState(state, d) {
   } else if (state === 'live') {
     setConn('live', 'Live');
     showNotice('');
-    if (d && stream.connects > 1) resync(); // events may have been missed meanwhile
+    if (d.reconnected) resync(); // events may have been missed meanwhile
   } else if (state === 'reconnecting') {
     const at = Date.now() + d.inMs;
     const tick = () => {

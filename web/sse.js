@@ -53,7 +53,8 @@ export class SseParser {
 
 
 // onEvent(type, data object, id); onState(state, detail) with state one of
-// 'connecting', 'live', 'reconnecting' ({inMs, reason}), 'unauthorized'
+// 'connecting' ({reconnect}), 'live' ({reconnected}: after a lost stream,
+// not a fresh open), 'reconnecting' ({inMs, reason}), 'unauthorized'
 // ({message}), 'logs-gone' (the logs_for job no longer exists).
 export class EventStream {
   constructor(onEvent, onState) {
@@ -64,7 +65,6 @@ export class EventStream {
     this.retryMs = 1000;
     this.lastId = null;
     this.logsFor = null;
-    this.connects = 0;
   }
 
   // (Re)opens the stream, carrying the log lines of logsFor (or none).
@@ -87,9 +87,9 @@ export class EventStream {
 
   async run(gen) {
     let delay = 500;
-    while (gen === this.gen) {
+    for (let attempt = 0; gen === this.gen; attempt++) {
       let reason = 'the connection was lost';
-      this.onState('connecting', { reconnect: this.connects > 0 });
+      this.onState('connecting', { reconnect: attempt > 0 });
       const ctl = new AbortController();
       this.ctl = ctl;
       try {
@@ -112,8 +112,7 @@ export class EventStream {
           reason = res.status === 429 ? 'too many open streams for this user'
             : res.status === 503 ? 'the server is busy or restarting' : `HTTP ${res.status}`;
         } else {
-          this.connects++;
-          this.onState('live', {});
+          this.onState('live', { reconnected: attempt > 0 });
           delay = 500;
           await this.read(res.body, ctl, gen);
           reason = 'the server closed the stream';
