@@ -13,6 +13,8 @@
 #   - a file with bad rows shows its record errors, paged; the CSV download holds
 #     them; Delete (confirmed) removes the job;
 #   - a file that cannot be imported fails with its reason; Retry runs it again;
+#   - by keyboard only, a file over 8 MiB goes up in 1 MiB chunks, as a dry run
+#     (nothing written);
 #   - a second user's token never shows the first user's jobs;
 #   - the gateway restarted while a job runs: the page carries on updating;
 #   - a token the gateway refuses gets a clear message; phone width; the filter.

@@ -125,6 +125,13 @@ async function waitProgress(page, id, min = 0, timeout = 30000) {
   return handle.jsonValue();
 }
 
+// PUT /api/uploads/{id}/chunks/{seq} answered 200 so far (the gateway's /metrics).
+async function chunkRequests() {
+  const text = await (await fetch(`${BASE}/metrics`)).text();
+  const m = /importer_http_requests_total\{route="upload_chunk",status="200"\} (\d+)/.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
 async function apiAs(token, method, url, body) {
   const res = await fetch(`${BASE}${url}`, { method, body, headers: { Authorization: `Bearer ${token}` } });
   return { status: res.status, body: await res.json().catch(() => null) };
@@ -266,6 +273,47 @@ test('a file that cannot be imported fails with its reason; Retry runs it again'
   await page.waitForFunction(() => document.querySelectorAll('#logs li.log-error').length >= 2, null, { timeout: 30000 });
   await waitStatus(page, id, 'failed');
   assert.equal(await page.locator('.toast-error', { hasText: 'Retry failed' }).count(), 0);
+  await closePage(page);
+});
+
+test('by keyboard only: a file over 8 MiB goes up in chunks, as a dry run', async () => {
+  const page = await openPage(env.UI_TOKEN_A);
+  const rows = 9000;
+  const pad = 'x'.repeat(1024);
+  const lines = ['id,note'];
+  for (let i = 1; i <= rows; i++) lines.push(`d${i},${pad}`);
+  const buffer = Buffer.from(`${lines.join('\n')}\n`);
+  assert.ok(buffer.length > 8 * 1024 * 1024, 'larger than one request of the page');
+  const name = `dry-${RUN}.csv`;
+  const file = path.join(env.UI_TMP, name); // a path, not a buffer: the browser reads it itself
+  fs.writeFileSync(file, buffer);
+  const chunksBefore = await chunkRequests();
+  // The drop zone's file input takes the keyboard focus; Space opens the picker.
+  await page.focus('#file-input');
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+  await chooser.setFiles(file);
+  await page.locator('#file-chosen', { hasText: name }).waitFor();
+  await page.focus('#collection');
+  await page.keyboard.type(`dry_${RUN}`);
+  await page.focus('#dry-run');
+  await page.keyboard.press('Space');
+  assert.ok(await page.locator('#dry-run').isChecked());
+  await page.focus('#key');
+  await page.keyboard.type('id');
+  await page.keyboard.press('Enter'); // submits the form
+  const row = page.locator('#jobs li.job', { has: page.locator('.job-name', { hasText: name }) });
+  await row.waitFor({ timeout: 30000 });
+  const id = await row.getAttribute('data-job-id');
+  await waitStatus(page, id, 'completed', 60000);
+  assert.equal((await row.locator('.job-counts').textContent()).trim(), `${rows.toLocaleString('en')} of ${rows.toLocaleString('en')} records`);
+  await row.locator('.job-name').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#detail-status-badge[data-status="completed"]').waitFor();
+  assert.match(await page.locator('[data-fact="mode"]').textContent(), /^upsert \(dry run/);
+  assert.equal(await page.locator('[data-fact="size"]').textContent(), `${(buffer.length / 1048576).toFixed(1)} MiB`);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'detail-title', 'focus moves to the job');
+  assert.equal(sql(`SELECT count(*) FROM importer.records WHERE collection = 'dry_${RUN}'`), '0', 'a dry run writes nothing');
+  assert.equal(await chunkRequests() - chunksBefore, Math.ceil(buffer.length / (1024 * 1024)), '1 MiB chunks');
   await closePage(page);
 });
 
