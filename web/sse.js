@@ -51,7 +51,6 @@ export class SseParser {
   }
 }
 
-
 // onEvent(type, data object, id); onState(state, detail) with state one of
 // 'connecting' ({reconnect}), 'live' ({reconnected}: after a lost stream,
 // not a fresh open), 'reconnecting' ({inMs, reason}), 'unauthorized'
