@@ -26,12 +26,13 @@
 #include "http_util.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "static.h"
 
 static const char *const route_names[R_COUNT] = {
 	"healthz",     "readyz",     "metrics",      "jobs_submit",  "jobs_list",
 	"jobs_clear",  "job_get",    "job_delete",   "job_action",   "job_logs",
 	"job_errors",  "job_events", "events",       "upload_begin", "upload_chunk",
-	"records",     "stats",      "other",
+	"records",     "stats",      "static",       "other",
 };
 
 static const double bucket_le[GW_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -249,7 +250,8 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(buf);
 }
 
-/* Everything else: /api/... through routes.c, the rest 404. */
+/* Everything else: /api/... through routes.c, the rest is the web UI's
+ * (static.c: its embedded files, else 404). */
 static void api_cb(struct evhttp_request *req, void *arg)
 {
 	struct gateway *gw = arg;
@@ -260,6 +262,7 @@ static void api_cb(struct evhttp_request *req, void *arg)
 	char buf[512];
 	char *segs[8];
 	int n;
+	bool is_api;
 	struct call *c = calloc(1, sizeof(*c));
 
 	if (log_enabled(LOG_DEBUG)) {
@@ -279,7 +282,16 @@ static void api_cb(struct evhttp_request *req, void *arg)
 	query.tqh_first = NULL;
 	query.tqh_last = &query.tqh_first;
 	n = path != NULL ? http_split_path(path, buf, sizeof(buf), segs, 8) : -1;
-	if (n < 1 || strcmp(segs[0], "api") != 0) {
+	/* "/api" and "/api/..." (even one too long to split) are the API's;
+	 * every other path is the web UI's. */
+	is_api = n > 0 ? strcmp(segs[0], "api") == 0
+		       : path != NULL && strncmp(path, "/api/", 5) == 0;
+	if (!is_api) {
+		gw_count(gw, R_STATIC, static_serve(req), c->start_us);
+		call_release(c);
+		return;
+	}
+	if (n < 1) {
 		call_reply_error(c, 404, "not_found", "no such route");
 		return;
 	}
