@@ -480,12 +480,14 @@ int gateway_start(struct gateway *gw, char *err, size_t errlen)
 		return -1;
 	gw->sigterm_ev = evsignal_new(gw->base, SIGTERM, signal_cb, gw);
 	gw->sigint_ev = evsignal_new(gw->base, SIGINT, signal_cb, gw);
-	gw->listener = pglisten_new(gw->base, gw->cfg->listen_database_url, "importer-gateway-listen",
-				    channels, notify_cb, listen_state_cb, gw);
-	gw->pool = pgpool_new(gw->base, gw->cfg->database_url, "importer-gateway",
+	/* Name servers from /etc/resolv.conf, names from /etc/hosts. */
+	gw->dns = evdns_base_new(gw->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	gw->listener = pglisten_new(gw->base, gw->dns, gw->cfg->listen_database_url,
+				    "importer-gateway-listen", channels, notify_cb, listen_state_cb, gw);
+	gw->pool = pgpool_new(gw->base, gw->dns, gw->cfg->database_url, "importer-gateway",
 			      (int)gw->cfg->db_pool, gw->opts.max_queue);
 	gw->hub = gw->pool != NULL ? hub_new(gw->base, gw->pool, &ho, hub_replied_cb, gw) : NULL;
-	if (gw->sigterm_ev == NULL || gw->sigint_ev == NULL || gw->listener == NULL ||
+	if (gw->dns == NULL || gw->sigterm_ev == NULL || gw->sigint_ev == NULL || gw->listener == NULL ||
 	    gw->pool == NULL || gw->hub == NULL || event_add(gw->sigterm_ev, NULL) != 0 ||
 	    event_add(gw->sigint_ev, NULL) != 0) {
 		snprintf(err, errlen, "cannot set up the event loop");
@@ -523,5 +525,12 @@ void gateway_free(struct gateway *gw)
 		event_free(gw->sigint_ev);
 	if (gw->drain_ev != NULL)
 		event_free(gw->drain_ev);
+	if (gw->dns != NULL) {
+		/* Cancelled lookups are answered (and freed) by deferred
+		 * callbacks: with every other event of ours gone, let the loop
+		 * run them once. */
+		evdns_base_free(gw->dns, 1);
+		event_base_loop(gw->base, EVLOOP_NONBLOCK);
+	}
 	free(gw);
 }

@@ -5,6 +5,7 @@
 #ifndef IMPORTER_GATEWAY_INT_H
 #define IMPORTER_GATEWAY_INT_H
 
+#include <event2/dns.h>
 #include <event2/http.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -43,6 +44,7 @@ struct gateway {
 	struct evhttp *http;         /* owned */
 	struct evhttp_bound_socket *sock; /* owned by http */
 	int port;
+	struct evdns_base *dns;      /* owned; resolves the database host off the loop */
 	struct pglisten *listener;   /* owned */
 	struct pgpool *pool;         /* owned */
 	struct hub *hub;             /* owned */

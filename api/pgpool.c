@@ -19,6 +19,7 @@
 #include "backoff.h"
 #include "log.h"
 #include "pgconn.h"
+#include "pgresolve.h"
 
 /* TimeZone UTC so that timestamptz renders as RFC 3339 with +00:00. */
 static const char identity_sql[] =
@@ -48,6 +49,7 @@ struct pconn {
 	struct event *io_ev;  /* owned; one-shot while connecting, persistent read after */
 	struct event *wr_ev;  /* owned; one-shot write wait while a send is pending */
 	struct event *retry_ev; /* owned */
+	struct pgresolve *resolving; /* owned; the pending host lookup, if any */
 	struct backoff backoff;
 	struct pgreq *req;    /* owned; the running request (BUSY) */
 	int stage;            /* queries whose results are complete */
@@ -57,6 +59,7 @@ struct pconn {
 
 struct pgpool {
 	struct event_base *base; /* borrowed */
+	struct evdns_base *dns;  /* borrowed; NULL = libpq resolves */
 	char *url;               /* owned */
 	char *app;               /* owned */
 	int size;
@@ -337,17 +340,25 @@ static void connect_step(struct pconn *c)
 	}
 }
 
+static void opened_cb(PGconn *conn, const char *error, void *arg)
+{
+	struct pconn *c = arg;
+
+	c->resolving = NULL;
+	c->conn = conn;
+	if (conn == NULL || PQstatus(conn) == CONNECTION_BAD) {
+		lost(c, conn != NULL ? PQerrorMessage(conn) : error);
+		return;
+	}
+	connect_step(c);
+}
+
 static void conn_start(struct pconn *c)
 {
 	if (c->state != CONN_DOWN || c->pool->closing)
 		return;
-	c->conn = pgconn_open(c->pool->url, c->pool->app, 1);
-	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
-		lost(c, c->conn != NULL ? PQerrorMessage(c->conn) : "out of memory");
-		return;
-	}
 	c->state = CONN_CONNECTING;
-	connect_step(c);
+	c->resolving = pgresolve_open(c->pool->dns, c->pool->url, c->pool->app, opened_cb, c);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -355,14 +366,15 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	conn_start(arg);
 }
 
-struct pgpool *pgpool_new(struct event_base *base, const char *url, const char *app, int size,
-			  int max_queue)
+struct pgpool *pgpool_new(struct event_base *base, struct evdns_base *dns, const char *url,
+			  const char *app, int size, int max_queue)
 {
 	struct pgpool *pool = calloc(1, sizeof(*pool));
 
 	if (pool == NULL)
 		return NULL;
 	pool->base = base;
+	pool->dns = dns;
 	pool->size = size;
 	pool->max_queue = max_queue;
 	pool->url = strdup(url);
@@ -515,6 +527,8 @@ void pgpool_shutdown(struct pgpool *pool)
 
 		/* Detach everything first: a callback may look at the pool. */
 		c->req = NULL;
+		pgresolve_cancel(c->resolving);
+		c->resolving = NULL;
 		free_events(c);
 		if (c->retry_ev != NULL)
 			event_del(c->retry_ev);

@@ -15,6 +15,7 @@
 #ifndef IMPORTER_PGPOOL_H
 #define IMPORTER_PGPOOL_H
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -44,10 +45,11 @@ struct pgpool_param {
 
 /* Creates a pool of size connections to url with at most max_queue waiting
  * requests. Nothing connects until pgpool_start(). url and app are copied.
- * Retains base until pgpool_free().
+ * dns resolves the URL's host name off the loop (see pgresolve.h); NULL lets
+ * libpq resolve it, blocking. Retains base and dns until pgpool_free().
  * Returns: new object; caller frees with pgpool_free(). NULL on failure. */
-struct pgpool *pgpool_new(struct event_base *base, const char *url, const char *app, int size,
-			  int max_queue);
+struct pgpool *pgpool_new(struct event_base *base, struct evdns_base *dns, const char *url,
+			  const char *app, int size, int max_queue);
 
 /* Starts connecting every connection; failures are retried from the loop.
  * on_first (may be NULL) is called once, when the first connection attempt of

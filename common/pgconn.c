@@ -24,18 +24,31 @@ static void notice_cb(void *arg, const char *message)
 	log_warn("db.notice", LF_STR("message", text));
 }
 
-PGconn *pgconn_open(const char *url, const char *app, int nonblocking)
+static PGconn *open_conn(const char *url, const char *app, int nonblocking, const char *hostaddr)
 {
-	/* The first dbname is expanded as a URI or keyword string; the keywords
-	 * after it only fill in what the string leaves unset. */
-	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
-	const char *vals[] = {url, app, "10", NULL};
+	/* Keywords are applied in order, a later one overriding an earlier:
+	 * the URL (the first dbname, expanded as a URI or keyword string)
+	 * overrides the default connect_timeout, and a resolved hostaddr
+	 * overrides the URL's. */
+	const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name",
+			      hostaddr != NULL ? "hostaddr" : NULL, NULL};
+	const char *vals[] = {"10", url, app, hostaddr, NULL};
 	PGconn *conn = nonblocking ? PQconnectStartParams(keys, vals, 1)
 				   : PQconnectdbParams(keys, vals, 1);
 
 	if (conn != NULL)
 		PQsetNoticeProcessor(conn, notice_cb, NULL);
 	return conn;
+}
+
+PGconn *pgconn_open(const char *url, const char *app, int nonblocking)
+{
+	return open_conn(url, app, nonblocking, NULL);
+}
+
+PGconn *pgconn_open_at(const char *url, const char *app, const char *hostaddr)
+{
+	return open_conn(url, app, 1, hostaddr);
 }
 
 void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen)

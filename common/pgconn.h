@@ -28,6 +28,10 @@ PGconn *pgconn_connect(const char *url, const char *app, int timeout_ms,
  * Returns: new connection (check PQstatus); caller frees with PQfinish(). */
 PGconn *pgconn_open(const char *url, const char *app, int nonblocking);
 
+/* pgconn_open(url, app, 1) connecting to the IP address hostaddr (the host
+ * name in url already resolved, see pgresolve.h). */
+PGconn *pgconn_open_at(const char *url, const char *app, const char *hostaddr);
+
 /* Copies PQerrorMessage(conn) or the result's message to err, without the
  * trailing newline. res may be NULL. */
 void pgconn_error(PGconn *conn, const PGresult *res, char *err, size_t errlen);

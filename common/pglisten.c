@@ -15,11 +15,14 @@
 #include "backoff.h"
 #include "log.h"
 #include "pgconn.h"
+#include "pgresolve.h"
 
 enum pglisten_state { PGLISTEN_DOWN, PGLISTEN_CONNECTING, PGLISTEN_LISTENING, PGLISTEN_READY };
 
 struct pglisten {
 	struct event_base *base;    /* borrowed */
+	struct evdns_base *dns;     /* borrowed; NULL = libpq resolves */
+	struct pgresolve *resolving; /* owned; the pending lookup, if any */
 	char *url;                  /* owned */
 	char *app;                  /* owned */
 	char *listen_sql;           /* owned; "LISTEN a; LISTEN b;" */
@@ -153,22 +156,30 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	pglisten_start(arg);
 }
 
+static void opened_cb(PGconn *conn, const char *error, void *arg)
+{
+	struct pglisten *pl = arg;
+
+	pl->resolving = NULL;
+	pl->conn = conn;
+	if (conn == NULL || PQstatus(conn) == CONNECTION_BAD) {
+		lost(pl, conn != NULL ? PQerrorMessage(conn) : error);
+		return;
+	}
+	connect_step(pl);
+}
+
 void pglisten_start(struct pglisten *pl)
 {
 	if (pl->state != PGLISTEN_DOWN)
 		return;
-	pl->conn = pgconn_open(pl->url, pl->app, 1);
-	if (pl->conn == NULL || PQstatus(pl->conn) == CONNECTION_BAD) {
-		lost(pl, pl->conn != NULL ? PQerrorMessage(pl->conn) : "out of memory");
-		return;
-	}
 	pl->state = PGLISTEN_CONNECTING;
-	connect_step(pl);
+	pl->resolving = pgresolve_open(pl->dns, pl->url, pl->app, opened_cb, pl);
 }
 
-struct pglisten *pglisten_new(struct event_base *base, const char *url, const char *app,
-			      const char *const *channels, pglisten_notify_cb on_notify,
-			      pglisten_state_cb on_state, void *arg)
+struct pglisten *pglisten_new(struct event_base *base, struct evdns_base *dns, const char *url,
+			      const char *app, const char *const *channels,
+			      pglisten_notify_cb on_notify, pglisten_state_cb on_state, void *arg)
 {
 	struct pglisten *pl = calloc(1, sizeof(*pl));
 	size_t len = 1;
@@ -191,6 +202,7 @@ struct pglisten *pglisten_new(struct event_base *base, const char *url, const ch
 		strcat(pl->listen_sql, "\";");
 	}
 	pl->base = base;
+	pl->dns = dns;
 	pl->on_notify = on_notify;
 	pl->on_state = on_state;
 	pl->arg = arg;
@@ -208,6 +220,7 @@ void pglisten_free(struct pglisten *pl)
 {
 	if (pl == NULL)
 		return;
+	pgresolve_cancel(pl->resolving);
 	if (pl->io_ev != NULL)
 		event_free(pl->io_ev);
 	if (pl->retry_ev != NULL)

@@ -14,6 +14,7 @@
 #ifndef IMPORTER_PGLISTEN_H
 #define IMPORTER_PGLISTEN_H
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <stdbool.h>
 
@@ -27,11 +28,12 @@ typedef void (*pglisten_state_cb)(bool ready, void *arg);
 /* Creates a listener for the NULL-terminated list of channel names (fixed
  * identifiers such as those of channels.h, never user input). Nothing happens
  * until pglisten_start(). url, app and the channel strings are copied.
- * Retains base and arg until pglisten_free().
+ * dns resolves the URL's host name off the loop (see pgresolve.h); NULL lets
+ * libpq resolve it, blocking. Retains base, dns and arg until pglisten_free().
  * Returns: new object; caller frees with pglisten_free(). NULL on failure. */
-struct pglisten *pglisten_new(struct event_base *base, const char *url, const char *app,
-			      const char *const *channels, pglisten_notify_cb on_notify,
-			      pglisten_state_cb on_state, void *arg);
+struct pglisten *pglisten_new(struct event_base *base, struct evdns_base *dns, const char *url,
+			      const char *app, const char *const *channels,
+			      pglisten_notify_cb on_notify, pglisten_state_cb on_state, void *arg);
 
 /* Begins connecting; failures are retried from the loop. */
 void pglisten_start(struct pglisten *pl);

@@ -335,7 +335,8 @@ int worker_start(struct worker *w, const volatile sig_atomic_t *stop, char *err,
 	w->sigint_ev = evsignal_new(w->base, SIGINT, signal_cb, w);
 	w->poll_ev = event_new(w->base, -1, EV_PERSIST, poll_cb, w);
 	w->pass_ev = evtimer_new(w->base, pass_cb, w);
-	w->listener = pglisten_new(w->base, w->cfg->listen_database_url, "importer-worker-listen",
+	/* No DNS base: the worker blocks on its job connection anyway. */
+	w->listener = pglisten_new(w->base, NULL, w->cfg->listen_database_url, "importer-worker-listen",
 				   channels, notify_cb, listen_state_cb, w);
 	if (w->sigterm_ev == NULL || w->sigint_ev == NULL || w->poll_ev == NULL ||
 	    w->pass_ev == NULL || w->listener == NULL || event_add(w->sigterm_ev, NULL) != 0 ||

@@ -697,6 +697,41 @@ START_TEST(listen_reconnect_resnapshots_streams)
 }
 END_TEST
 
+/* The database host by name: resolved off the event loop (evdns), so the
+ * gateway serves as usual; a name that does not resolve leaves it up and
+ * unready, saying why, and still answering. */
+START_TEST(database_host_names_are_resolved_without_blocking_the_loop)
+{
+	char by_name[4300];
+	struct resp r;
+
+	/* A later keyword wins: the same server, reached as "localhost". */
+	snprintf(by_name, sizeof(by_name), "%s host=localhost", database_env);
+	start_gateway_with(NULL); /* for the port and tokens; replaced below */
+	stop_gateway();
+	{
+		const char *argv[] = {IMPORTER_GATEWAY_BIN, NULL};
+		char addr[64];
+		const char *env[] = {by_name, addr, "IMPORTER_JWT_SECRET=" SECRET, NULL};
+
+		snprintf(addr, sizeof(addr), "IMPORTER_HTTP_ADDR=127.0.0.1:%d", port);
+		test_proc_start(&gw, argv, env);
+		ck_assert_msg(test_proc_wait_for(&gw, "\"event\":\"listen.ready\"", 10000), "%s",
+		              gw.buf);
+		ck_assert_msg(wait_status(&r, "/readyz", NULL, 200, 10000), "%s", r.raw);
+		EXPECT(&r, 200, "GET", "/api/jobs", tok_a, NULL, NULL, 0);
+		stop_gateway();
+		snprintf(by_name, sizeof(by_name),
+		         "DATABASE_URL=postgresql://nobody@no-such-host.invalid:5432/x");
+		test_proc_start(&gw, argv, env);
+		ck_assert_msg(test_proc_wait_for(&gw, "could not resolve host", 30000), "%s", gw.buf);
+		EXPECT(&r, 200, "GET", "/healthz", NULL, NULL, NULL, 0);
+		EXPECT(&r, 503, "GET", "/readyz", NULL, NULL, NULL, 0);
+		stop_gateway();
+	}
+}
+END_TEST
+
 START_TEST(pool_loss_gives_503_and_recovers)
 {
 	char id[64], path[256], raw[8192], *v;
@@ -1264,6 +1299,7 @@ int main(void)
 	tcase_add_test(tc, job_stream_sends_final_log_lines_before_end);
 	tcase_add_test(tc, sigterm_drains_requests_and_ends_streams);
 	tcase_add_test(tc, held_wait_requests_are_capped_per_user);
+	tcase_add_test(tc, database_host_names_are_resolved_without_blocking_the_loop);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
