@@ -89,7 +89,7 @@ static int get_json(struct cli *cli, const char *path, const char *what, struct 
 	int rc;
 
 	*out = NULL;
-	if (http_call(cli->client, EVHTTP_REQ_GET, path, NULL, NULL, &res) != 0)
+	if (http_call(cli->client, EVHTTP_REQ_GET, path, NULL, NULL, NULL, &res) != 0)
 		return cli_error(cli, CLI_UNREACHABLE, "%s: %s", what, res.error);
 	if (res.status != 200) {
 		rc = cli_fail_response(cli, &res, what);
@@ -460,7 +460,7 @@ int cmd_action(struct cli *cli)
 	snprintf(path, sizeof(path), "/api/jobs/%s/%s%s", cli->args->id, action,
 		 cli->args->restart ? "?restart=true" : "");
 	snprintf(what, sizeof(what), "%s %s", action, cli->args->id);
-	if (http_call(cli->client, EVHTTP_REQ_POST, path, NULL, NULL, &res) != 0)
+	if (http_call(cli->client, EVHTTP_REQ_POST, path, NULL, NULL, NULL, &res) != 0)
 		return cli_error(cli, CLI_UNREACHABLE, "%s: %s", what, res.error);
 	if (res.status != 200 && res.status != 202) {
 		rc = cli_fail_response(cli, &res, what);
@@ -499,7 +499,7 @@ int cmd_delete(struct cli *cli)
 
 	snprintf(path, sizeof(path), "/api/jobs/%s", cli->args->id);
 	snprintf(what, sizeof(what), "delete %s", cli->args->id);
-	if (http_call(cli->client, EVHTTP_REQ_DELETE, path, NULL, NULL, &res) != 0)
+	if (http_call(cli->client, EVHTTP_REQ_DELETE, path, NULL, NULL, NULL, &res) != 0)
 		return cli_error(cli, CLI_UNREACHABLE, "%s: %s", what, res.error);
 	if (res.status != 204 && res.status != 200) {
 		rc = cli_fail_response(cli, &res, what);

@@ -209,7 +209,7 @@ static void fetch_logs(struct follow *f)
 
 	snprintf(path, sizeof(path), "/api/jobs/%s/logs?limit=1000&after=%" PRId64, f->job,
 		 f->last_log_id);
-	if (http_send(f->cli->client, EVHTTP_REQ_GET, path, NULL, NULL, logs_cb, f) != 0)
+	if (http_send(f->cli->client, EVHTTP_REQ_GET, path, NULL, NULL, NULL, logs_cb, f) != 0)
 		finish_job(f); /* the state is known; the lines are a bonus */
 }
 
@@ -323,7 +323,7 @@ static void fetch_state(struct follow *f)
 	struct http_response res;
 
 	snprintf(path, sizeof(path), "/api/jobs/%s", f->job);
-	if (http_send(f->cli->client, EVHTTP_REQ_GET, path, NULL, NULL, state_cb, f) != 0) {
+	if (http_send(f->cli->client, EVHTTP_REQ_GET, path, NULL, NULL, NULL, state_cb, f) != 0) {
 		memset(&res, 0, sizeof(res));
 		snprintf(res.error, sizeof(res.error), "cannot send a request");
 		outage(f, &res, "following the job");
@@ -464,7 +464,7 @@ static void sigint_cb(evutil_socket_t sig, short what, void *arg)
 	fprintf(f->cli->err, "importctl: cancelling job %s...\n", f->job);
 	fflush(f->cli->err);
 	snprintf(path, sizeof(path), "/api/jobs/%s/cancel", f->job);
-	f->cancel_sent = http_send(f->cli->client, EVHTTP_REQ_POST, path, NULL, NULL, cancel_cb,
+	f->cancel_sent = http_send(f->cli->client, EVHTTP_REQ_POST, path, NULL, NULL, NULL, cancel_cb,
 				   f) == 0;
 	if (!f->cancel_sent)
 		fprintf(f->cli->err, "importctl: could not send the cancel request\n");

@@ -360,7 +360,8 @@ static struct evhttp_request *new_request(struct http_client *c, void (*cb)(stru
 }
 
 int http_send(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, struct evbuffer *body, http_done_cb done_cb, void *arg)
+	      const char *content_type, const char *const *headers, struct evbuffer *body,
+	      http_done_cb done_cb, void *arg)
 {
 	struct call *k = calloc(1, sizeof(*k));
 	struct evhttp_request *req;
@@ -382,6 +383,8 @@ int http_send(struct http_client *c, enum evhttp_cmd_type method, const char *pa
 		return -1;
 	}
 	evhttp_request_set_error_cb(req, call_error_cb);
+	for (int i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2)
+		evhttp_add_header(evhttp_request_get_output_headers(req), headers[i], headers[i + 1]);
 	if (body != NULL && evbuffer_add_buffer(evhttp_request_get_output_buffer(req), body) != 0) {
 		evhttp_request_free(req);
 		free(k);
@@ -415,12 +418,13 @@ static void sync_done_cb(struct http_response *res, void *arg)
 }
 
 int http_call(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, struct evbuffer *body, struct http_response *out)
+	      const char *content_type, const char *const *headers, struct evbuffer *body,
+	      struct http_response *out)
 {
 	struct sync_call s = {false, out};
 
 	memset(out, 0, sizeof(*out));
-	if (http_send(c, method, path, content_type, body, sync_done_cb, &s) != 0) {
+	if (http_send(c, method, path, content_type, headers, body, sync_done_cb, &s) != 0) {
 		snprintf(out->error, sizeof(out->error), "cannot send the request");
 		return -1;
 	}

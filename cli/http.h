@@ -47,16 +47,19 @@ typedef void (*http_done_cb)(struct http_response *res, void *arg);
 
 /* Sends method path (path and query, already encoded, relative to the base
  * URL's prefix, starting with '/'). body may be NULL; its contents are moved
- * into the request. Returns 0 (done_cb will be called exactly once, never
- * before this returns), or -1 (done_cb is not called). */
+ * into the request. headers: NULL, or extra "name", "value" pairs ending with
+ * NULL. Returns 0 (done_cb will be called exactly once, never before this
+ * returns), or -1 (done_cb is not called). */
 int http_send(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, struct evbuffer *body, http_done_cb done_cb, void *arg);
+	      const char *content_type, const char *const *headers, struct evbuffer *body,
+	      http_done_cb done_cb, void *arg);
 
 /* http_send and run the loop until the answer is in (never from a callback).
  * Returns 0 with *out filled (caller frees with http_response_free), -1 when
  * the request could not be sent (out->error says why). */
 int http_call(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, struct evbuffer *body, struct http_response *out);
+	      const char *content_type, const char *const *headers, struct evbuffer *body,
+	      struct http_response *out);
 
 /* ==== Streams ==== */
 

@@ -157,7 +157,7 @@ static int put_chunk(struct upload *u, const char *upload_id, int seq, const cha
 	}
 	snprintf(path, sizeof(path), "/api/uploads/%s/chunks/%d", upload_id, seq);
 	snprintf(what, sizeof(what), "upload chunk %d", seq);
-	if (http_call(u->cli->client, EVHTTP_REQ_PUT, path, "application/octet-stream", body,
+	if (http_call(u->cli->client, EVHTTP_REQ_PUT, path, "application/octet-stream", NULL, body,
 		      &res) != 0)
 		rc = cli_error(u->cli, CLI_UNREACHABLE, "%s: %s", what, res.error);
 	else if (res.status != 200 && res.status != 201 && res.status != 204) {
@@ -188,7 +188,7 @@ static int upload_chunked(struct upload *u, const char *head, size_t head_len, c
 	name = http_encode(base);
 	snprintf(path, sizeof(path), "/api/uploads?file_name=%s", name != NULL ? name : "");
 	free(name);
-	if (http_call(u->cli->client, EVHTTP_REQ_POST, path, NULL, NULL, &res) != 0) {
+	if (http_call(u->cli->client, EVHTTP_REQ_POST, path, NULL, NULL, NULL, &res) != 0) {
 		rc = cli_error(u->cli, CLI_UNREACHABLE, "upload: %s", res.error);
 		goto out;
 	}
@@ -237,11 +237,14 @@ out:
 	return rc;
 }
 
-/* POST /api/jobs?query with body (may be NULL). Returns 0 with *res filled
- * (any status), or an exit code (not sent; nothing to free). */
-static int submit(struct cli *cli, const char *query, const char *ctype, const char *data,
-		  size_t len, struct http_response *res)
+/* POST /api/jobs?query with body (may be NULL) and an Idempotency-Key, so
+ * that a submit repeated after a lost answer finds the first job instead of
+ * making a second. Returns 0 with *res filled (any status), or an exit code
+ * (not sent; nothing to free). */
+static int submit(struct cli *cli, const char *query, const char *idem_key, const char *ctype,
+		  const char *data, size_t len, struct http_response *res)
 {
+	const char *const headers[] = {"Idempotency-Key", idem_key, NULL};
 	struct evbuffer *body = NULL;
 	char *path;
 	size_t plen = strlen(query) + 16;
@@ -253,13 +256,32 @@ static int submit(struct cli *cli, const char *query, const char *ctype, const c
 	if (data != NULL && ((body = evbuffer_new()) == NULL ||
 			     evbuffer_add_reference(body, data, len, NULL, NULL) != 0))
 		rc = cli_error(cli, CLI_SERVER, "out of memory");
-	else if (http_call(cli->client, EVHTTP_REQ_POST, path, data != NULL ? ctype : NULL, body,
-			   res) != 0)
+	else if (http_call(cli->client, EVHTTP_REQ_POST, path, data != NULL ? ctype : NULL, headers,
+			   body, res) != 0)
 		rc = cli_error(cli, CLI_UNREACHABLE, "submit: %s", res->error);
 	if (body != NULL)
 		evbuffer_free(body);
 	free(path);
 	return rc;
+}
+
+/* A key unique to this run: "importctl-" and 32 hex digits from /dev/urandom. */
+static int new_idempotency_key(char *buf, size_t len)
+{
+	unsigned char r[16];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	size_t o;
+
+	if (fd < 0 || read_full(fd, (char *)r, sizeof(r)) != (ssize_t)sizeof(r)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	o = (size_t)snprintf(buf, len, "importctl-");
+	for (size_t i = 0; i < sizeof(r) && o + 2 < len; i++, o += 2)
+		snprintf(buf + o, len - o, "%02x", r[i]);
+	return 0;
 }
 
 int cmd_import(struct cli *cli)
@@ -269,7 +291,7 @@ int cmd_import(struct cli *cli)
 	struct upload u = {cli, a->file, -1, -1, 0, false};
 	struct http_response res = {0};
 	struct json_object *job = NULL;
-	char upload_id[64] = "", *query = NULL, *head = NULL;
+	char upload_id[64] = "", idem[48], *query = NULL, *head = NULL;
 	ssize_t head_len;
 	struct stat st;
 	int rc;
@@ -287,6 +309,10 @@ int cmd_import(struct cli *cli)
 	}
 	if (S_ISREG(st.st_mode))
 		u.size = (int64_t)st.st_size;
+	if (new_idempotency_key(idem, sizeof(idem)) != 0) {
+		rc = cli_error(cli, CLI_SERVER, "cannot read /dev/urandom: %s", strerror(errno));
+		goto out;
+	}
 	/* One more byte than one request takes tells whether the file is larger. */
 	if ((head = malloc(SINGLE_MAX + 1)) == NULL) {
 		rc = cli_error(cli, CLI_SERVER, "out of memory");
@@ -301,11 +327,16 @@ int cmd_import(struct cli *cli)
 			rc = cli_error(cli, CLI_SERVER, "out of memory");
 			goto out;
 		}
-		if ((rc = submit(cli, query, content_type(kind), head, (size_t)head_len, &res)) != 0)
+		if ((rc = submit(cli, query, idem, content_type(kind), head, (size_t)head_len,
+				 &res)) != 0)
 			goto out;
-		if (res.status != 413)
+		if (res.status != 413 && res.status != 0)
 			goto submitted;
-		/* The gateway takes less in one request than we thought. */
+		/* The gateway takes less in one request than this: it answers
+		 * 413, or (libevent, Content-Length over its limit) closes the
+		 * connection before reading the body. Try chunks; if the gateway
+		 * is simply down, the upload says so. Should the first submit have
+		 * gone through after all, the same Idempotency-Key returns its job. */
 		http_response_free(&res);
 		free(query);
 		query = NULL;
@@ -319,7 +350,7 @@ int cmd_import(struct cli *cli)
 		rc = cli_error(cli, CLI_SERVER, "out of memory");
 		goto out;
 	}
-	if ((rc = submit(cli, query, NULL, NULL, 0, &res)) != 0)
+	if ((rc = submit(cli, query, idem, NULL, NULL, 0, &res)) != 0)
 		goto out;
 submitted:
 	if (res.status != 200 && res.status != 202) {

@@ -71,7 +71,9 @@ int main(int argc, char **argv)
 		return CLI_OK;
 	}
 	if (args.help || args.cmd == CMD_HELP) {
-		fputs(args_help(args.cmd == CMD_HELP ? args.help_topic : args.cmd), stdout);
+		/* "help --help" is help's help; "help import" is import's. */
+		fputs(args_help(args.cmd == CMD_HELP && !args.help ? args.help_topic : args.cmd),
+		      stdout);
 		return CLI_OK;
 	}
 	url = args.url != NULL ? args.url : getenv("IMPORTER_URL");

@@ -94,9 +94,16 @@ static const char *stage(const struct progress_view *v)
 
 size_t progress_render(const struct progress_view *v, int width, char *buf, size_t len)
 {
+	/* Layouts from the richest down; the first that fits is drawn. The bar
+	 * counts as 10 cells here and then takes what is left, up to 40. */
+	static const struct {
+		bool bar, items, rate, eta;
+	} layouts[] = {
+		{true, true, true, true},   {true, true, false, true}, {true, true, false, false},
+		{false, true, false, true}, {false, true, false, false}, {false, false, false, false},
+	};
 	char items[80], rate[32], eta[32], tail[256];
-	int pct = whole_percent(v->percent), bar;
-	bool show_rate = true, show_eta = true, show_items = true;
+	int pct = whole_percent(v->percent), bar = 0;
 	size_t n;
 
 	if (len == 0)
@@ -107,25 +114,19 @@ size_t progress_render(const struct progress_view *v, int width, char *buf, size
 	progress_fmt_rate(v->rate, rate, sizeof(rate));
 	snprintf(eta, sizeof(eta), "ETA ");
 	progress_fmt_duration(v->eta_seconds, eta + 4, sizeof(eta) - 4);
-	for (;;) {
-		snprintf(tail, sizeof(tail), "%3d%%%s%s%s%s%s%s  %s", pct, show_items ? "  " : "",
-			 show_items ? items : "", show_rate ? "  " : "", show_rate ? rate : "",
-			 show_eta ? "  " : "", show_eta ? eta : "", stage(v));
-		if ((int)strlen(tail) <= width || !(show_rate || show_eta || show_items))
+	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
+		snprintf(tail, sizeof(tail), "%3d%%%s%s%s%s%s%s  %s", pct,
+			 layouts[i].items ? "  " : "", layouts[i].items ? items : "",
+			 layouts[i].rate ? "  " : "", layouts[i].rate ? rate : "",
+			 layouts[i].eta ? "  " : "", layouts[i].eta ? eta : "", stage(v));
+		bar = layouts[i].bar ? width - (int)strlen(tail) - 3 : 0; /* "[", "] " */
+		if ((int)strlen(tail) + (layouts[i].bar ? 13 : 0) <= width)
 			break;
-		if (show_rate)
-			show_rate = false;
-		else if (show_eta)
-			show_eta = false;
-		else
-			show_items = false;
 	}
-	/* The bar takes what is left, 10..40 cells inside "[" "]" and a space. */
-	bar = width - (int)strlen(tail) - 3;
 	if (bar > 40)
 		bar = 40;
 	if (bar >= 10) {
-		int filled = (int)((double)bar * (pct > 100 ? 100 : pct) / 100.0);
+		int filled = bar * pct / 100;
 		char cells[48];
 
 		for (int i = 0; i < bar; i++)
