@@ -122,7 +122,7 @@ static int print_jobs(struct cli *cli, struct json_object *jobs)
 		return cli_error(cli, CLI_SERVER, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *j = json_object_array_get_idx(jobs, i);
-		char pct[16], rec[64], failed[32], created[32];
+		char pct[16], rec[96], failed[32], created[32];
 		const char *cells[8];
 
 		snprintf(pct, sizeof(pct), "%d%%", (int)cli_json_double(j, "progress", 0));
@@ -224,7 +224,7 @@ static void line(const struct cli *cli, const char *label, const char *value)
 
 static void print_job(struct cli *cli, struct json_object *j)
 {
-	char buf[512], a[64], b[64], c[64], st[64];
+	char buf[512], a[96], b[96], c[96], st[64];
 	struct json_object *v, *counts, *colls;
 	const char *s;
 	int64_t eta = cli_json_int(j, "eta_seconds", -1);
