@@ -402,6 +402,9 @@ wait_running() {
 }
 background_follow cancel "$TMP/slow.csv" --collection slow1 --batch-size 1000
 if wait_running "$TMP/cancel.out"; then
+	# A second follower: logs --follow of the same running job.
+	IMPORTER_TOKEN=$TOKEN_S "$IMPORTCTL" logs "$RUNNING" --follow >"$TMP/logsf.out" 2>"$TMP/logsf.err" </dev/null &
+	LOGS_PID=$!
 	kill -INT "$BG"
 	rc=0
 	wait "$BG" || rc=$?
@@ -410,6 +413,18 @@ if wait_running "$TMP/cancel.out"; then
 		"Ctrl-C: exit $rc (want 3), job '$st' (want cancelled); out: $(tail -c 300 "$TMP/cancel.out"); err: $(head -c 300 "$TMP/cancel.err")" \
 		[ "$rc" -eq 3 -a "$st" = cancelled ]
 	check "cancelled: summary line" "no summary: $(tail -c 300 "$TMP/cancel.out")" grep -q '^cancelled in' "$TMP/cancel.out"
+	deadline=$((SECONDS + 30))
+	while kill -0 "$LOGS_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+	rc=0
+	if kill -0 "$LOGS_PID" 2>/dev/null; then
+		kill "$LOGS_PID" 2>/dev/null || true
+		rc=999
+	else
+		wait "$LOGS_PID" || rc=$?
+	fi
+	check "logs --follow of the same job ended with it: exit 3, its lines, then 'job … cancelled'" \
+		"logs --follow: exit $rc (999: still running 30 s later); out: $(tail -c 400 "$TMP/logsf.out"); err: $(head -c 300 "$TMP/logsf.err")" \
+		[ "$rc" -eq 3 -a "$(tail -n 1 "$TMP/logsf.out")" = "job $RUNNING cancelled" -a "$(wc -l <"$TMP/logsf.out")" -ge 2 ]
 else
 	kill "$BG" 2>/dev/null || true
 	fail "the slow job never ran: $(cat "$TMP/cancel.out" "$TMP/cancel.err")"
@@ -488,6 +503,8 @@ while [ "$SECONDS" -lt "$deadline" ]; do
 done
 check "tmux: Ctrl-C cancelled the job, the summary replaced the bar" \
 	"tmux: no 'cancelled in' summary after Ctrl-C: $(pane | head -n 6)" grep -q '^cancelled in .* inserted' <<<"$(pane)"
+check "tmux: no sanitizer report in the pane" "tmux: $(pane | grep -m1 -i 'sanitizer')" \
+	test -z "$(pane | grep -i 'sanitizer\|runtime error' || true)"
 check "tmux: the pane holds no stale progress line" "tmux: a progress line is left: $(pane | head -n 6)" \
 	test -z "$(pane | grep '^\[[#.]*\]' || true)"
 tmux -L "$TMUX_SOCK" kill-server 2>/dev/null || true
