@@ -11,17 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BIT(c) (1u << (c))
+#define BIT(c)   (1u << (c))
 #define ALL_CMDS 0xffffffffu
-#define ID_CMDS                                                                          \
-	(BIT(CMD_SHOW) | BIT(CMD_LOGS) | BIT(CMD_ERRORS) | BIT(CMD_CANCEL) | BIT(CMD_PAUSE) | \
+#define ID_CMDS                                                                                    \
+	(BIT(CMD_SHOW) | BIT(CMD_LOGS) | BIT(CMD_ERRORS) | BIT(CMD_CANCEL) | BIT(CMD_PAUSE) |      \
 	 BIT(CMD_RESUME) | BIT(CMD_RETRY) | BIT(CMD_DELETE))
 
 enum opt_type { OPT_FLAG, OPT_STR, OPT_INT };
 
 struct opt {
-	const char *name;  /* without the leading "--" */
-	char short_name;   /* '-x', or 0 */
+	const char *name; /* without the leading "--" */
+	char short_name;  /* '-x', or 0 */
 	enum opt_type type;
 	unsigned commands; /* BIT(cmd) of the commands that accept it */
 	size_t offset;     /* into struct cli_args */
@@ -29,143 +29,141 @@ struct opt {
 };
 
 static const struct opt opts[] = {
-	{"url", 0, OPT_STR, ALL_CMDS, offsetof(struct cli_args, url), 0, 0},
-	{"token", 0, OPT_STR, ALL_CMDS, offsetof(struct cli_args, token), 0, 0},
-	{"json", 0, OPT_FLAG, ALL_CMDS, offsetof(struct cli_args, json), 0, 0},
-	{"help", 'h', OPT_FLAG, ALL_CMDS, offsetof(struct cli_args, help), 0, 0},
-	{"version", 0, OPT_FLAG, ALL_CMDS, offsetof(struct cli_args, version), 0, 0},
-	{"kind", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, kind), 0, 0},
-	{"collection", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, collection), 0, 0},
-	{"mode", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, mode), 0, 0},
-	{"key", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, key), 0, 0},
-	{"delimiter", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, delimiter), 0, 0},
-	{"dry-run", 0, OPT_FLAG, BIT(CMD_IMPORT), offsetof(struct cli_args, dry_run), 0, 0},
-	{"batch-size", 0, OPT_INT, BIT(CMD_IMPORT), offsetof(struct cli_args, batch_size), 1,
-	 1000000},
-	{"follow", 'f', OPT_FLAG, BIT(CMD_IMPORT) | BIT(CMD_LOGS),
-	 offsetof(struct cli_args, follow), 0, 0},
-	{"status", 0, OPT_STR, BIT(CMD_JOBS), offsetof(struct cli_args, status), 0, 0},
-	{"limit", 'n', OPT_INT, BIT(CMD_JOBS), offsetof(struct cli_args, limit), 1, 10000},
-	{"restart", 0, OPT_FLAG, BIT(CMD_RETRY), offsetof(struct cli_args, restart), 0, 0},
-	{"hours", 0, OPT_INT, BIT(CMD_STATS), offsetof(struct cli_args, hours), 1, 8760},
-	{NULL, 0, OPT_FLAG, 0, 0, 0, 0},
+    {"url", 0, OPT_STR, ALL_CMDS, offsetof(struct cli_args, url), 0, 0},
+    {"token", 0, OPT_STR, ALL_CMDS, offsetof(struct cli_args, token), 0, 0},
+    {"json", 0, OPT_FLAG, ALL_CMDS, offsetof(struct cli_args, json), 0, 0},
+    {"help", 'h', OPT_FLAG, ALL_CMDS, offsetof(struct cli_args, help), 0, 0},
+    {"version", 0, OPT_FLAG, ALL_CMDS, offsetof(struct cli_args, version), 0, 0},
+    {"kind", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, kind), 0, 0},
+    {"collection", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, collection), 0, 0},
+    {"mode", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, mode), 0, 0},
+    {"key", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, key), 0, 0},
+    {"delimiter", 0, OPT_STR, BIT(CMD_IMPORT), offsetof(struct cli_args, delimiter), 0, 0},
+    {"dry-run", 0, OPT_FLAG, BIT(CMD_IMPORT), offsetof(struct cli_args, dry_run), 0, 0},
+    {"batch-size", 0, OPT_INT, BIT(CMD_IMPORT), offsetof(struct cli_args, batch_size), 1, 1000000},
+    {"follow", 'f', OPT_FLAG, BIT(CMD_IMPORT) | BIT(CMD_LOGS), offsetof(struct cli_args, follow), 0,
+     0},
+    {"status", 0, OPT_STR, BIT(CMD_JOBS), offsetof(struct cli_args, status), 0, 0},
+    {"limit", 'n', OPT_INT, BIT(CMD_JOBS), offsetof(struct cli_args, limit), 1, 10000},
+    {"restart", 0, OPT_FLAG, BIT(CMD_RETRY), offsetof(struct cli_args, restart), 0, 0},
+    {"hours", 0, OPT_INT, BIT(CMD_STATS), offsetof(struct cli_args, hours), 1, 8760},
+    {NULL, 0, OPT_FLAG, 0, 0, 0, 0},
 };
 
 static const char *const command_names[CMD_COUNT] = {
-	[CMD_NONE] = "importctl", [CMD_IMPORT] = "import", [CMD_JOBS] = "jobs",
-	[CMD_SHOW] = "show",	  [CMD_LOGS] = "logs",	   [CMD_ERRORS] = "errors",
-	[CMD_CANCEL] = "cancel",  [CMD_PAUSE] = "pause",   [CMD_RESUME] = "resume",
-	[CMD_RETRY] = "retry",	  [CMD_DELETE] = "delete", [CMD_STATS] = "stats",
-	[CMD_HELP] = "help",
+    [CMD_NONE] = "importctl", [CMD_IMPORT] = "import", [CMD_JOBS] = "jobs",
+    [CMD_SHOW] = "show",      [CMD_LOGS] = "logs",     [CMD_ERRORS] = "errors",
+    [CMD_CANCEL] = "cancel",  [CMD_PAUSE] = "pause",   [CMD_RESUME] = "resume",
+    [CMD_RETRY] = "retry",    [CMD_DELETE] = "delete", [CMD_STATS] = "stats",
+    [CMD_HELP] = "help",
 };
 
-#define GLOBAL_HELP                                                                        \
-	"Global options:\n"                                                                \
-	"  --url URL      gateway base URL (default: $IMPORTER_URL)\n"                     \
-	"  --token JWT    bearer token (default: $IMPORTER_TOKEN)\n"                       \
-	"  --json         print the API's JSON instead of tables\n"                        \
+#define GLOBAL_HELP                                                                                \
+	"Global options:\n"                                                                        \
+	"  --url URL      gateway base URL (default: $IMPORTER_URL)\n"                             \
+	"  --token JWT    bearer token (default: $IMPORTER_TOKEN)\n"                               \
+	"  --json         print the API's JSON instead of tables\n"                                \
 	"  -h, --help     this help\n"
 
 static const char *const help_texts[CMD_COUNT] = {
-	[CMD_NONE] =
-		"usage: importctl [--url URL] [--token JWT] [--json] COMMAND [ARGS]\n"
-		"\n"
-		"Submit import jobs to an importer gateway and follow, list and steer them.\n"
-		"\n"
-		"Commands:\n"
-		"  import FILE    upload FILE and submit an import job (--follow: live progress)\n"
-		"  jobs           list your jobs, newest first\n"
-		"  show ID        one job in detail\n"
-		"  logs ID        a job's log lines (--follow: until the job ends)\n"
-		"  errors ID      a job's record errors\n"
-		"  cancel ID      cancel a job\n"
-		"  pause ID       pause a job (it keeps its checkpoint)\n"
-		"  resume ID      queue a paused job again\n"
-		"  retry ID       run a failed or cancelled job again (--restart: from zero)\n"
-		"  delete ID      delete a finished job\n"
-		"  stats          jobs per kind and status, success rate\n"
-		"  help COMMAND   help on one command (also: importctl COMMAND --help)\n"
-		"\n" GLOBAL_HELP "  --version      print the version\n"
-		"\n"
-		"Exit status: 0 ok / completed, 1 job failed, 2 usage, 3 job cancelled,\n"
-		"4 server unreachable, 5 bad or missing token, 6 not found, 7 file unreadable,\n"
-		"8 request refused, 9 server error, 130 detached by a second Ctrl-C.\n",
-	[CMD_IMPORT] =
-		"usage: importctl import FILE [--kind K] [--collection C] [--mode M] [--key COL]\n"
-		"                        [--delimiter D] [--dry-run] [--batch-size N] [--follow]\n"
-		"\n"
-		"Uploads FILE and submits an import job; prints the job id (--json: the job).\n"
-		"Files over 8 MiB are sent in 1 MiB chunks (POST /api/uploads) and never held\n"
-		"in memory whole.\n"
-		"\n"
-		"  --kind K          csv | ndjson | backup (default: from the extension:\n"
-		"                    .csv, .ndjson/.jsonl, .json)\n"
-		"  --collection C    where records go (default: FILE's name without extension)\n"
-		"  --mode M          upsert (default) | append | replace\n"
-		"  --key COL         the column / field that holds each record's key\n"
-		"  --delimiter D     CSV delimiter (one character; default ,)\n"
-		"  --dry-run         parse and validate only; write no records\n"
-		"  --batch-size N    records per batch\n"
-		"  -f, --follow      draw a live progress line until the job ends, then a\n"
-		"                    summary; the exit status is the job's outcome (0 completed,\n"
-		"                    1 failed, 3 cancelled). Ctrl-C cancels the job; a second\n"
-		"                    Ctrl-C detaches and leaves it running.\n"
-		"\n" GLOBAL_HELP,
-	[CMD_JOBS] = "usage: importctl jobs [--status S] [--limit N]\n"
-		     "\n"
-		     "Lists your jobs, newest first.\n"
-		     "\n"
-		     "  --status S     pending | processing | paused | completed | failed | cancelled\n"
-		     "  -n, --limit N  at most N jobs (default 20)\n"
-		     "\n" GLOBAL_HELP,
-	[CMD_SHOW] = "usage: importctl show ID\n"
-		     "\n"
-		     "Shows one job: status, phase, progress, counts, errors, timestamps.\n"
-		     "\n" GLOBAL_HELP,
-	[CMD_LOGS] = "usage: importctl logs ID [--follow]\n"
-		     "\n"
-		     "Prints the job's log lines (--json: one JSON object per line).\n"
-		     "\n"
-		     "  -f, --follow   keep printing new lines until the job ends; the exit status\n"
-		     "                 is then the job's outcome (0 completed, 1 failed, 3 cancelled)\n"
-		     "\n" GLOBAL_HELP,
-	[CMD_ERRORS] = "usage: importctl errors ID\n"
-		       "\n"
-		       "Prints the job's record errors (record index, key, collection, message).\n"
-		       "\n" GLOBAL_HELP,
-	[CMD_CANCEL] = "usage: importctl cancel ID\n"
-		       "\n"
-		       "Cancels a pending, paused or running job. A running job stops within about\n"
-		       "a second; what it committed stays (replace mode swaps nothing).\n"
-		       "\n" GLOBAL_HELP,
-	[CMD_PAUSE] = "usage: importctl pause ID\n"
-		      "\n"
-		      "Pauses a pending or running job; it keeps its checkpoint (resume continues).\n"
-		      "\n" GLOBAL_HELP,
-	[CMD_RESUME] = "usage: importctl resume ID\n"
-		       "\n"
-		       "Queues a paused job again; it continues from its checkpoint.\n"
-		       "\n" GLOBAL_HELP,
-	[CMD_RETRY] = "usage: importctl retry ID [--restart]\n"
-		      "\n"
-		      "Runs a failed or cancelled job again, from its checkpoint.\n"
-		      "\n"
-		      "  --restart      start from zero instead\n"
-		      "\n" GLOBAL_HELP,
-	[CMD_DELETE] = "usage: importctl delete ID\n"
-		       "\n"
-		       "Deletes a completed, failed or cancelled job with its logs and errors\n"
-		       "(imported records stay).\n"
-		       "\n" GLOBAL_HELP,
-	[CMD_STATS] = "usage: importctl stats [--hours H]\n"
-		      "\n"
-		      "Jobs per kind and status and the success rate over the last H hours.\n"
-		      "\n"
-		      "  --hours H      the window (default 24)\n"
-		      "\n" GLOBAL_HELP,
-	[CMD_HELP] = "usage: importctl help [COMMAND]\n"
-		     "\n"
-		     "Prints the help of COMMAND, or the overview.\n",
+    [CMD_NONE] = "usage: importctl [--url URL] [--token JWT] [--json] COMMAND [ARGS]\n"
+                 "\n"
+                 "Submit import jobs to an importer gateway and follow, list and steer them.\n"
+                 "\n"
+                 "Commands:\n"
+                 "  import FILE    upload FILE and submit an import job (--follow: live progress)\n"
+                 "  jobs           list your jobs, newest first\n"
+                 "  show ID        one job in detail\n"
+                 "  logs ID        a job's log lines (--follow: until the job ends)\n"
+                 "  errors ID      a job's record errors\n"
+                 "  cancel ID      cancel a job\n"
+                 "  pause ID       pause a job (it keeps its checkpoint)\n"
+                 "  resume ID      queue a paused job again\n"
+                 "  retry ID       run a failed or cancelled job again (--restart: from zero)\n"
+                 "  delete ID      delete a finished job\n"
+                 "  stats          jobs per kind and status, success rate\n"
+                 "  help COMMAND   help on one command (also: importctl COMMAND --help)\n"
+                 "\n" GLOBAL_HELP "  --version      print the version\n"
+                 "\n"
+                 "Exit status: 0 ok / completed, 1 job failed, 2 usage, 3 job cancelled,\n"
+                 "4 server unreachable, 5 bad or missing token, 6 not found, 7 file unreadable,\n"
+                 "8 request refused, 9 server error, 130 detached by a second Ctrl-C.\n",
+    [CMD_IMPORT] =
+        "usage: importctl import FILE [--kind K] [--collection C] [--mode M] [--key COL]\n"
+        "                        [--delimiter D] [--dry-run] [--batch-size N] [--follow]\n"
+        "\n"
+        "Uploads FILE and submits an import job; prints the job id (--json: the job).\n"
+        "Files over 8 MiB are sent in 1 MiB chunks (POST /api/uploads) and never held\n"
+        "in memory whole.\n"
+        "\n"
+        "  --kind K          csv | ndjson | backup (default: from the extension:\n"
+        "                    .csv, .ndjson/.jsonl, .json)\n"
+        "  --collection C    where records go (default: FILE's name without extension)\n"
+        "  --mode M          upsert (default) | append | replace\n"
+        "  --key COL         the column / field that holds each record's key\n"
+        "  --delimiter D     CSV delimiter (one character; default ,)\n"
+        "  --dry-run         parse and validate only; write no records\n"
+        "  --batch-size N    records per batch\n"
+        "  -f, --follow      draw a live progress line until the job ends, then a\n"
+        "                    summary; the exit status is the job's outcome (0 completed,\n"
+        "                    1 failed, 3 cancelled). Ctrl-C cancels the job; a second\n"
+        "                    Ctrl-C detaches and leaves it running.\n"
+        "\n" GLOBAL_HELP,
+    [CMD_JOBS] = "usage: importctl jobs [--status S] [--limit N]\n"
+                 "\n"
+                 "Lists your jobs, newest first.\n"
+                 "\n"
+                 "  --status S     pending | processing | paused | completed | failed | cancelled\n"
+                 "  -n, --limit N  at most N jobs (default 20)\n"
+                 "\n" GLOBAL_HELP,
+    [CMD_SHOW] = "usage: importctl show ID\n"
+                 "\n"
+                 "Shows one job: status, phase, progress, counts, errors, timestamps.\n"
+                 "\n" GLOBAL_HELP,
+    [CMD_LOGS] = "usage: importctl logs ID [--follow]\n"
+                 "\n"
+                 "Prints the job's log lines (--json: one JSON object per line).\n"
+                 "\n"
+                 "  -f, --follow   keep printing new lines until the job ends; the exit status\n"
+                 "                 is then the job's outcome (0 completed, 1 failed, 3 cancelled)\n"
+                 "\n" GLOBAL_HELP,
+    [CMD_ERRORS] = "usage: importctl errors ID\n"
+                   "\n"
+                   "Prints the job's record errors (record index, key, collection, message).\n"
+                   "\n" GLOBAL_HELP,
+    [CMD_CANCEL] = "usage: importctl cancel ID\n"
+                   "\n"
+                   "Cancels a pending, paused or running job. A running job stops within about\n"
+                   "a second; what it committed stays (replace mode swaps nothing).\n"
+                   "\n" GLOBAL_HELP,
+    [CMD_PAUSE] = "usage: importctl pause ID\n"
+                  "\n"
+                  "Pauses a pending or running job; it keeps its checkpoint (resume continues).\n"
+                  "\n" GLOBAL_HELP,
+    [CMD_RESUME] = "usage: importctl resume ID\n"
+                   "\n"
+                   "Queues a paused job again; it continues from its checkpoint.\n"
+                   "\n" GLOBAL_HELP,
+    [CMD_RETRY] = "usage: importctl retry ID [--restart]\n"
+                  "\n"
+                  "Runs a failed or cancelled job again, from its checkpoint.\n"
+                  "\n"
+                  "  --restart      start from zero instead\n"
+                  "\n" GLOBAL_HELP,
+    [CMD_DELETE] = "usage: importctl delete ID\n"
+                   "\n"
+                   "Deletes a completed, failed or cancelled job with its logs and errors\n"
+                   "(imported records stay).\n"
+                   "\n" GLOBAL_HELP,
+    [CMD_STATS] = "usage: importctl stats [--hours H]\n"
+                  "\n"
+                  "Jobs per kind and status and the success rate over the last H hours.\n"
+                  "\n"
+                  "  --hours H      the window (default 24)\n"
+                  "\n" GLOBAL_HELP,
+    [CMD_HELP] = "usage: importctl help [COMMAND]\n"
+                 "\n"
+                 "Prints the help of COMMAND, or the overview.\n",
 };
 
 const char *args_command_name(enum cli_command cmd)
@@ -232,8 +230,8 @@ static bool is_uuid(const char *s)
 		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
 
 		if (dash ? c != '-'
-			 : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-			     (c >= 'A' && c <= 'F')))
+		         : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		             (c >= 'A' && c <= 'F')))
 			return false;
 	}
 	return true;
@@ -280,7 +278,7 @@ static const struct opt *find_opt(const char *arg, const char **value)
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -297,32 +295,32 @@ static int validate(struct cli_args *a, char *err, size_t errlen)
 {
 	static const char *const kinds[] = {"csv", "ndjson", "backup", "noop", NULL};
 	static const char *const modes[] = {"upsert", "append", "replace", NULL};
-	static const char *const statuses[] = {"pending",   "processing", "paused",
-					       "completed", "failed",	  "cancelled", NULL};
+	static const char *const statuses[] = {"pending", "processing", "paused", "completed",
+	                                       "failed",  "cancelled",  NULL};
 
 	if (a->kind != NULL && !one_of(a->kind, kinds))
 		return fail(err, errlen, "unknown --kind '%s' (csv, ndjson, backup%s)", a->kind,
-			    ", noop");
+		            ", noop");
 	if (a->mode != NULL && !one_of(a->mode, modes))
 		return fail(err, errlen, "unknown --mode '%s' (%s)", a->mode,
-			    "upsert, append, replace");
+		            "upsert, append, replace");
 	if (a->status != NULL && !one_of(a->status, statuses))
 		return fail(err, errlen, "unknown --status '%s' (%s)", a->status,
-			    "pending, processing, paused, completed, failed, cancelled");
+		            "pending, processing, paused, completed, failed, cancelled");
 	if (a->delimiter != NULL && strlen(a->delimiter) != 1)
 		return fail(err, errlen, "--delimiter must be one character, not '%s'%s",
-			    a->delimiter, "");
+		            a->delimiter, "");
 	if (a->collection != NULL && a->collection[0] == '\0')
 		return fail(err, errlen, "--collection must not be empty%s%s", "", "");
 	if (a->key != NULL && a->key[0] == '\0')
 		return fail(err, errlen, "--key must not be empty%s%s", "", "");
 	if (a->id != NULL && !is_uuid(a->id))
 		return fail(err, errlen, "'%s' is not a job id (a UUID such as %s)", a->id,
-			    "5b0e7c52-1f0a-4c39-9d3e-2a6f0c1d2e3f");
+		            "5b0e7c52-1f0a-4c39-9d3e-2a6f0c1d2e3f");
 	if (a->cmd == CMD_IMPORT && a->kind == NULL && args_kind_from_file(a->file) == NULL)
 		return fail(err, errlen,
-			    "cannot tell the kind of '%s' from its name; pass --kind %s", a->file,
-			    "csv|ndjson|backup");
+		            "cannot tell the kind of '%s' from its name; pass --kind %s", a->file,
+		            "csv|ndjson|backup");
 	return 0;
 }
 
@@ -348,12 +346,12 @@ int args_parse(int argc, char **argv, struct cli_args *out, char *err, size_t er
 				out->cmd = command_by_name(arg);
 				if (out->cmd == CMD_NONE)
 					return fail(err, errlen, "unknown command '%s'%s", arg,
-						    " (importctl --help lists them)");
+					            " (importctl --help lists them)");
 				continue;
 			}
 			if (noperands == 2)
 				return fail(err, errlen, "%s: unexpected argument '%s'",
-					    command_names[out->cmd], arg);
+				            command_names[out->cmd], arg);
 			operands[noperands++] = arg;
 			continue;
 		}
@@ -362,7 +360,7 @@ int args_parse(int argc, char **argv, struct cli_args *out, char *err, size_t er
 			return fail(err, errlen, "unknown option '%s'%s", arg, "");
 		if (out->cmd != CMD_NONE && (o->commands & BIT(out->cmd)) == 0)
 			return fail(err, errlen, "%s does not take --%s", command_names[out->cmd],
-				    o->name);
+			            o->name);
 		if (o->type == OPT_FLAG) {
 			if (value != NULL)
 				return fail(err, errlen, "--%s takes no value%s", o->name, "");
@@ -377,11 +375,11 @@ int args_parse(int argc, char **argv, struct cli_args *out, char *err, size_t er
 		if (o->type == OPT_STR) {
 			*(const char **)((char *)out + o->offset) = value;
 		} else if (parse_int(value, o->lo, o->hi, (int64_t *)((char *)out + o->offset)) !=
-			   0) {
+		           0) {
 			char range[64];
 
 			snprintf(range, sizeof(range), " (an integer from %lld to %lld)",
-				 (long long)o->lo, (long long)o->hi);
+			         (long long)o->lo, (long long)o->hi);
 			snprintf(err, errlen, "--%s: bad value '%.100s'%s", o->name, value, range);
 			return -1;
 		}
@@ -390,21 +388,22 @@ int args_parse(int argc, char **argv, struct cli_args *out, char *err, size_t er
 	for (const struct opt *o = opts; out->cmd != CMD_NONE && o->name != NULL; o++) {
 		const char *p = (const char *)out + o->offset;
 		bool set = o->type == OPT_FLAG  ? *(const bool *)p
-			   : o->type == OPT_STR ? *(const char *const *)p != NULL
-						: *(const int64_t *)p != 0;
+		           : o->type == OPT_STR ? *(const char *const *)p != NULL
+		                                : *(const int64_t *)p != 0;
 
 		if (set && (o->commands & BIT(out->cmd)) == 0)
 			return fail(err, errlen, "%s does not take --%s", command_names[out->cmd],
-				    o->name);
+			            o->name);
 	}
 	if (out->help || out->version)
 		return 0;
 	if (out->cmd == CMD_NONE)
 		return fail(err, errlen, "no command given%s%s", " (importctl --help lists them)",
-			    "");
+		            "");
 	if (out->cmd == CMD_HELP) {
 		if (noperands > 1)
-			return fail(err, errlen, "help: unexpected argument '%s'%s", operands[1], "");
+			return fail(err, errlen, "help: unexpected argument '%s'%s", operands[1],
+			            "");
 		if (noperands == 1 && (out->help_topic = command_by_name(operands[0])) == CMD_NONE)
 			return fail(err, errlen, "help: unknown command '%s'%s", operands[0], "");
 		return 0;
@@ -412,10 +411,10 @@ int args_parse(int argc, char **argv, struct cli_args *out, char *err, size_t er
 	wanted = out->cmd == CMD_IMPORT || (ID_CMDS & BIT(out->cmd)) ? 1 : 0;
 	if (noperands < wanted)
 		return fail(err, errlen, "%s: missing %s", command_names[out->cmd],
-			    out->cmd == CMD_IMPORT ? "FILE" : "job ID");
+		            out->cmd == CMD_IMPORT ? "FILE" : "job ID");
 	if (noperands > wanted)
 		return fail(err, errlen, "%s: unexpected argument '%s'", command_names[out->cmd],
-			    operands[wanted]);
+		            operands[wanted]);
 	if (out->cmd == CMD_IMPORT)
 		out->file = operands[0];
 	else if (wanted == 1)

@@ -31,25 +31,25 @@ enum cli_command {
 
 struct cli_args {
 	enum cli_command cmd;
-	bool help;             /* --help: print the command's help and exit 0 */
-	bool version;          /* --version */
-	bool json;             /* --json: the API's JSON on stdout */
-	const char *url;       /* --url (NULL: IMPORTER_URL) */
-	const char *token;     /* --token (NULL: IMPORTER_TOKEN) */
-	const char *file;      /* import: FILE */
-	const char *id;        /* show, logs, errors, cancel...: the job id */
-	const char *kind;      /* import --kind (NULL: from FILE's extension) */
+	bool help;         /* --help: print the command's help and exit 0 */
+	bool version;      /* --version */
+	bool json;         /* --json: the API's JSON on stdout */
+	const char *url;   /* --url (NULL: IMPORTER_URL) */
+	const char *token; /* --token (NULL: IMPORTER_TOKEN) */
+	const char *file;  /* import: FILE */
+	const char *id;    /* show, logs, errors, cancel...: the job id */
+	const char *kind;  /* import --kind (NULL: from FILE's extension) */
 	const char *collection;
-	const char *mode;      /* upsert | append | replace */
+	const char *mode; /* upsert | append | replace */
 	const char *key;
 	const char *delimiter; /* import --delimiter (one character) */
 	const char *status;    /* jobs --status */
 	bool dry_run;
 	bool follow;
-	bool restart;          /* retry --restart */
-	int64_t batch_size;    /* 0: server default */
-	int64_t limit;         /* jobs --limit; 0: 20 */
-	int64_t hours;         /* stats --hours; 0: 24 */
+	bool restart;                /* retry --restart */
+	int64_t batch_size;          /* 0: server default */
+	int64_t limit;               /* jobs --limit; 0: 20 */
+	int64_t hours;               /* stats --hours; 0: 24 */
 	enum cli_command help_topic; /* help COMMAND */
 };
 

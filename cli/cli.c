@@ -47,25 +47,26 @@ int cli_fail_response(const struct cli *cli, const struct http_response *res, co
 	char msg[256];
 
 	if (res->status == 0)
-		return cli_error(cli, CLI_UNREACHABLE, "%s: cannot reach the gateway at %s: %s", what,
-				 http_client_url(cli->client), res->error);
+		return cli_error(cli, CLI_UNREACHABLE, "%s: cannot reach the gateway at %s: %s",
+		                 what, http_client_url(cli->client), res->error);
 	error_message(res, msg, sizeof(msg));
 	switch (res->status) {
 	case 401:
-		return cli_error(cli, CLI_AUTH,
-				 "%s: the gateway refused the token (401: %s); check IMPORTER_TOKEN "
-				 "or --token",
-				 what, msg);
+		return cli_error(
+		    cli, CLI_AUTH,
+		    "%s: the gateway refused the token (401: %s); check IMPORTER_TOKEN "
+		    "or --token",
+		    what, msg);
 	case 403:
 		return cli_error(cli, CLI_AUTH, "%s: not allowed (403: %s)", what, msg);
 	case 404:
 		return cli_error(cli, CLI_NOT_FOUND, "%s: not found (404: %s)", what, msg);
 	default:
 		if (res->status >= 400 && res->status < 500)
-			return cli_error(cli, CLI_REFUSED, "%s: refused by the gateway (%d: %s)", what,
-					 res->status, msg);
+			return cli_error(cli, CLI_REFUSED, "%s: refused by the gateway (%d: %s)",
+			                 what, res->status, msg);
 		return cli_error(cli, CLI_SERVER, "%s: the gateway failed (%d: %s)", what,
-				 res->status, msg);
+		                 res->status, msg);
 	}
 }
 
@@ -84,8 +85,9 @@ int cli_exit_for_status(const char *status)
 
 bool cli_status_is_terminal(const char *status)
 {
-	return status != NULL && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-				  strcmp(status, "cancelled") == 0);
+	return status != NULL &&
+	       (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+	        strcmp(status, "cancelled") == 0);
 }
 
 struct json_object *cli_parse_body(const struct cli *cli, const struct http_response *res)
@@ -95,7 +97,7 @@ struct json_object *cli_parse_body(const struct cli *cli, const struct http_resp
 	if (o == NULL || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		cli_error(cli, CLI_SERVER, "the gateway's answer (%d) is not a JSON object: %.120s",
-			  res->status, res->body != NULL ? res->body : "");
+		          res->status, res->body != NULL ? res->body : "");
 		return NULL;
 	}
 	return o;
@@ -134,8 +136,8 @@ const char *cli_json_str(struct json_object *o, const char *key, const char *def
 void cli_print_json(const struct cli *cli, struct json_object *obj)
 {
 	fprintf(cli->out, "%s\n",
-		json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-							     JSON_C_TO_STRING_NOSLASHESCAPE));
+	        json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+	                                                JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 double cli_now(void)

@@ -18,17 +18,17 @@
 
 /* Exit codes (README "EXIT STATUS"; docs/architecture.md). */
 enum cli_exit {
-	CLI_OK = 0,           /* done; a followed job completed */
-	CLI_JOB_FAILED = 1,   /* a followed job failed */
-	CLI_USAGE = 2,        /* bad command line or configuration */
-	CLI_CANCELLED = 3,    /* a followed job was cancelled */
-	CLI_UNREACHABLE = 4,  /* no answer from the gateway */
-	CLI_AUTH = 5,         /* token missing or refused (401, 403) */
-	CLI_NOT_FOUND = 6,    /* no such job (404), or it was deleted while followed */
-	CLI_FILE = 7,         /* the file to import cannot be read */
-	CLI_REFUSED = 8,      /* the gateway refused the request (400, 409, 413, 429...) */
-	CLI_SERVER = 9,       /* the gateway failed (5xx) or answered nonsense */
-	CLI_DETACHED = 130,   /* a second Ctrl-C left a followed job running */
+	CLI_OK = 0,          /* done; a followed job completed */
+	CLI_JOB_FAILED = 1,  /* a followed job failed */
+	CLI_USAGE = 2,       /* bad command line or configuration */
+	CLI_CANCELLED = 3,   /* a followed job was cancelled */
+	CLI_UNREACHABLE = 4, /* no answer from the gateway */
+	CLI_AUTH = 5,        /* token missing or refused (401, 403) */
+	CLI_NOT_FOUND = 6,   /* no such job (404), or it was deleted while followed */
+	CLI_FILE = 7,        /* the file to import cannot be read */
+	CLI_REFUSED = 8,     /* the gateway refused the request (400, 409, 413, 429...) */
+	CLI_SERVER = 9,      /* the gateway failed (5xx) or answered nonsense */
+	CLI_DETACHED = 130,  /* a second Ctrl-C left a followed job running */
 };
 
 struct cli {
@@ -43,7 +43,7 @@ struct cli {
 
 /* Prints "importctl: <message>" to cli->err and returns code. */
 int cli_error(const struct cli *cli, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* For an answer that is not the expected success: prints what went wrong
  * (what: "show 5b0e…", "upload") and returns the exit code that goes with it. */

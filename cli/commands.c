@@ -70,7 +70,7 @@ static void fmt_records(struct json_object *job, char *buf, size_t len)
 	int64_t t = cli_json_int(job, "total_items", -1);
 	struct json_object *est;
 	bool estimate = json_object_object_get_ex(job, "total_is_estimate", &est) &&
-			json_object_get_boolean(est);
+	                json_object_get_boolean(est);
 
 	progress_fmt_count(cli_json_int(job, "processed_items", 0), done, sizeof(done));
 	if (t < 0) {
@@ -83,7 +83,7 @@ static void fmt_records(struct json_object *job, char *buf, size_t len)
 
 /* GET path; on success *out is the parsed object. Returns 0 or an exit code. */
 static int get_json(struct cli *cli, const char *path, const char *what, struct json_object **out,
-		    struct http_response *raw)
+                    struct http_response *raw)
 {
 	struct http_response res;
 	int rc;
@@ -114,7 +114,7 @@ static int get_json(struct cli *cli, const char *path, const char *what, struct 
 static int print_jobs(struct cli *cli, struct json_object *jobs)
 {
 	static const char *const head[] = {"ID",      "STATUS", "KIND", "PROGRESS",
-					   "RECORDS", "FAILED", "FILE", "CREATED"};
+	                                   "RECORDS", "FAILED", "FILE", "CREATED"};
 	struct table *t = table_new(8, head);
 	size_t n = json_object_array_length(jobs);
 
@@ -144,7 +144,7 @@ static int print_jobs(struct cli *cli, struct json_object *jobs)
 	}
 	if (n == 0)
 		fprintf(cli->out, "no jobs%s%s\n", cli->args->status != NULL ? " with status " : "",
-			cli->args->status != NULL ? cli->args->status : "");
+		        cli->args->status != NULL ? cli->args->status : "");
 	else
 		table_print(t, cli->out, cli->color);
 	table_free(t);
@@ -168,9 +168,9 @@ int cmd_jobs(struct cli *cli)
 		struct json_object *jobs;
 
 		snprintf(path, sizeof(path), "/api/jobs?limit=%" PRId64 "%s%s%s%s",
-			 left > 100 ? (int64_t)100 : left, status != NULL ? "&status=" : "",
-			 status != NULL ? status : "", cur != NULL ? "&cursor=" : "",
-			 cur != NULL ? cur : "");
+		         left > 100 ? (int64_t)100 : left, status != NULL ? "&status=" : "",
+		         status != NULL ? status : "", cur != NULL ? "&cursor=" : "",
+		         cur != NULL ? cur : "");
 		free(status);
 		free(cur);
 		rc = get_json(cli, path, "jobs", &page, NULL);
@@ -231,14 +231,14 @@ static void print_job(struct cli *cli, struct json_object *j)
 
 	line(cli, "id:", cli_json_str(j, "id", "?"));
 	snprintf(buf, sizeof(buf), "%s (phase %s)",
-		 cmd_status_text(cli, cli_json_str(j, "status", "?"), st, sizeof(st)),
-		 cli_json_str(j, "phase", "?"));
+	         cmd_status_text(cli, cli_json_str(j, "status", "?"), st, sizeof(st)),
+	         cli_json_str(j, "phase", "?"));
 	line(cli, "status:", buf);
 	snprintf(buf, sizeof(buf), "%s, mode %s%s", cli_json_str(j, "kind", "?"),
-		 cli_json_str(j, "import_mode", "?"),
-		 json_object_object_get_ex(j, "dry_run", &v) && json_object_get_boolean(v)
-			 ? ", dry run"
-			 : "");
+	         cli_json_str(j, "import_mode", "?"),
+	         json_object_object_get_ex(j, "dry_run", &v) && json_object_get_boolean(v)
+	             ? ", dry run"
+	             : "");
 	line(cli, "kind:", buf);
 	fmt_bytes(cli_json_int(j, "file_size", 0), a, sizeof(a));
 	snprintf(buf, sizeof(buf), "%s (%s)", cli_json_str(j, "file_name", "-"), a);
@@ -246,8 +246,8 @@ static void print_job(struct cli *cli, struct json_object *j)
 	line(cli, "collection:", cli_json_str(j, "collection", "-"));
 	fmt_records(j, a, sizeof(a));
 	progress_fmt_count(cli_json_int(j, "failed_items", 0), b, sizeof(b));
-	snprintf(buf, sizeof(buf), "%d%%, %s records, %s failed", (int)cli_json_double(j, "progress", 0),
-		 a, b);
+	snprintf(buf, sizeof(buf), "%d%%, %s records, %s failed",
+	         (int)cli_json_double(j, "progress", 0), a, b);
 	line(cli, "progress:", buf);
 	if (eta >= 0 && !cli_status_is_terminal(cli_json_str(j, "status", NULL))) {
 		progress_fmt_duration(eta, a, sizeof(a));
@@ -268,14 +268,14 @@ static void print_job(struct cli *cli, struct json_object *j)
 				progress_fmt_count(cli_json_int(cc, "inserted", 0), a, sizeof(a));
 				progress_fmt_count(cli_json_int(cc, "updated", 0), b, sizeof(b));
 				progress_fmt_count(cli_json_int(cc, "failed", 0), c, sizeof(c));
-				snprintf(buf, sizeof(buf), "  %s: %s inserted, %s updated, %s failed",
-					 name, a, b, c);
+				snprintf(buf, sizeof(buf),
+				         "  %s: %s inserted, %s updated, %s failed", name, a, b, c);
 				line(cli, "", buf);
 			}
 		}
 	}
 	snprintf(buf, sizeof(buf), "%" PRId64 " of %" PRId64, cli_json_int(j, "attempts", 0),
-		 cli_json_int(j, "max_attempts", 0));
+	         cli_json_int(j, "max_attempts", 0));
 	line(cli, "attempts:", buf);
 	if ((s = cli_json_str(j, "error_message", NULL)) != NULL)
 		line(cli, "error:", s);
@@ -327,15 +327,15 @@ void cmd_print_log(const struct cli *cli, struct json_object *log)
 	}
 	short_time(cli_json_str(log, "ts", NULL), ts, sizeof(ts));
 	fprintf(cli->out, "%s  %-5s  %s", ts, cli_json_str(log, "level", "?"),
-		cli_json_str(log, "event", "?"));
+	        cli_json_str(log, "event", "?"));
 	if (msg != NULL && msg[0] != '\0')
 		fprintf(cli->out, "  %s", msg);
 	if (json_object_object_get_ex(log, "details", &details) && details != NULL &&
 	    !(json_object_is_type(details, json_type_object) &&
 	      json_object_object_length(details) == 0))
 		fprintf(cli->out, "  %s",
-			json_object_to_json_string_ext(details, JSON_C_TO_STRING_PLAIN |
-								JSON_C_TO_STRING_NOSLASHESCAPE));
+		        json_object_to_json_string_ext(
+		            details, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	fputc('\n', cli->out);
 	fflush(cli->out);
 }
@@ -343,7 +343,7 @@ void cmd_print_log(const struct cli *cli, struct json_object *log)
 /* Fetches every page of /api/jobs/ID/<what> after `after` into *all.
  * Returns 0 or an exit code; *last is the last item's id (logs). */
 static int fetch_pages(struct cli *cli, const char *what, int64_t after, struct json_object *all,
-		       int64_t *last)
+                       int64_t *last)
 {
 	char path[160], label[80];
 	int rc = 0;
@@ -353,16 +353,16 @@ static int fetch_pages(struct cli *cli, const char *what, int64_t after, struct 
 		struct json_object *page, *items;
 		size_t n;
 
-		snprintf(path, sizeof(path), "/api/jobs/%s/%s?limit=%d&after=%" PRId64, cli->args->id,
-			 what, PAGE_LOGS, after);
+		snprintf(path, sizeof(path), "/api/jobs/%s/%s?limit=%d&after=%" PRId64,
+		         cli->args->id, what, PAGE_LOGS, after);
 		rc = get_json(cli, path, label, &page, NULL);
 		if (rc != 0)
 			return rc;
 		if (!json_object_object_get_ex(page, what, &items) ||
 		    !json_object_is_type(items, json_type_array)) {
 			json_object_put(page);
-			return cli_error(cli, CLI_SERVER, "%s: no \"%s\" array in the answer", label,
-					 what);
+			return cli_error(cli, CLI_SERVER, "%s: no \"%s\" array in the answer",
+			                 label, what);
 		}
 		n = json_object_array_length(items);
 		for (size_t i = 0; i < n; i++)
@@ -458,7 +458,7 @@ int cmd_action(struct cli *cli)
 	int rc;
 
 	snprintf(path, sizeof(path), "/api/jobs/%s/%s%s", cli->args->id, action,
-		 cli->args->restart ? "?restart=true" : "");
+	         cli->args->restart ? "?restart=true" : "");
 	snprintf(what, sizeof(what), "%s %s", action, cli->args->id);
 	if (http_call(cli->client, EVHTTP_REQ_POST, path, NULL, NULL, NULL, &res) != 0)
 		return cli_error(cli, CLI_UNREACHABLE, "%s: %s", what, res.error);
@@ -477,16 +477,16 @@ int cmd_action(struct cli *cli)
 	if (job == NULL)
 		return CLI_SERVER;
 	fprintf(cli->out, "%s: %s%s\n", cli_json_str(job, "id", cli->args->id),
-		cmd_status_text(cli, cli_json_str(job, "status", "?"), st, sizeof(st)),
-		cli->args->cmd == CMD_CANCEL && json_object_get_boolean(json_object_object_get(
-							job, "cancel_requested")) &&
-				!cli_status_is_terminal(cli_json_str(job, "status", NULL))
-			? " (cancel requested; the worker stops within about a second)"
-		: cli->args->cmd == CMD_PAUSE && json_object_get_boolean(json_object_object_get(
-							job, "pause_requested")) &&
-				strcmp(cli_json_str(job, "status", ""), "paused") != 0
-			? " (pause requested; the worker stops at the next batch)"
-			: "");
+	        cmd_status_text(cli, cli_json_str(job, "status", "?"), st, sizeof(st)),
+	        cli->args->cmd == CMD_CANCEL &&
+	                json_object_get_boolean(json_object_object_get(job, "cancel_requested")) &&
+	                !cli_status_is_terminal(cli_json_str(job, "status", NULL))
+	            ? " (cancel requested; the worker stops within about a second)"
+	        : cli->args->cmd == CMD_PAUSE &&
+	                json_object_get_boolean(json_object_object_get(job, "pause_requested")) &&
+	                strcmp(cli_json_str(job, "status", ""), "paused") != 0
+	            ? " (pause requested; the worker stops at the next batch)"
+	            : "");
 	json_object_put(job);
 	return CLI_OK;
 }
@@ -527,7 +527,7 @@ int cmd_stats(struct cli *cli)
 	int rc;
 
 	snprintf(path, sizeof(path), "/api/stats?hours=%" PRId64,
-		 cli->args->hours > 0 ? cli->args->hours : 24);
+	         cli->args->hours > 0 ? cli->args->hours : 24);
 	rc = get_json(cli, path, "stats", &o, &raw);
 	if (rc != 0)
 		return rc;
@@ -537,8 +537,8 @@ int cmd_stats(struct cli *cli)
 	}
 	fprintf(cli->out, "last %" PRId64 " hours\n", cli_json_int(o, "hours", 24));
 	if (json_object_object_get_ex(o, "by_kind", &by_kind) &&
-	    json_object_is_type(by_kind, json_type_array) && json_object_array_length(by_kind) > 0 &&
-	    (t = table_new(3, head)) != NULL) {
+	    json_object_is_type(by_kind, json_type_array) &&
+	    json_object_array_length(by_kind) > 0 && (t = table_new(3, head)) != NULL) {
 		for (size_t i = 0; i < json_object_array_length(by_kind); i++) {
 			struct json_object *r = json_object_array_get_idx(by_kind, i);
 			char count[32];

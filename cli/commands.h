@@ -10,12 +10,12 @@
 
 #include "cli.h"
 
-int cmd_import(struct cli *cli);  /* import.c */
+int cmd_import(struct cli *cli); /* import.c */
 int cmd_jobs(struct cli *cli);
 int cmd_show(struct cli *cli);
 int cmd_logs(struct cli *cli);
 int cmd_errors(struct cli *cli);
-int cmd_action(struct cli *cli);  /* cancel, pause, resume, retry */
+int cmd_action(struct cli *cli); /* cancel, pause, resume, retry */
 int cmd_delete(struct cli *cli);
 int cmd_stats(struct cli *cli);
 

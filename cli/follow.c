@@ -19,12 +19,12 @@
 #include "progress.h"
 #include "sse_reader.h"
 
-#define STREAM_IDLE_S 45        /* the server's heartbeat comes at least every 15 s */
-#define GIVE_UP_S 60.0          /* unreachable for this long: exit 4 */
-#define MAX_EVENT (16 << 20)
+#define STREAM_IDLE_S 45   /* the server's heartbeat comes at least every 15 s */
+#define GIVE_UP_S     60.0 /* unreachable for this long: exit 4 */
+#define MAX_EVENT     (16 << 20)
 
 struct follow {
-	struct cli *cli;            /* borrowed */
+	struct cli *cli; /* borrowed */
 	char job[40];
 	enum follow_mode mode;
 	struct http_stream *stream; /* owned; NULL between connections */
@@ -34,14 +34,14 @@ struct follow {
 	struct json_object *state;  /* owned; the last job state seen */
 	char stage[32];             /* non-TTY: the phase last printed */
 	struct rate_meter meter;
-	bool line_drawn;            /* TTY: a progress line is on screen */
-	struct event *sigint_ev;    /* owned */
-	struct event *retry_ev;     /* owned; reconnect timer */
+	bool line_drawn;         /* TTY: a progress line is on screen */
+	struct event *sigint_ev; /* owned */
+	struct event *retry_ev;  /* owned; reconnect timer */
 	int sigints;
 	bool cancel_sent;
-	int drops;                  /* consecutive connections that brought nothing */
-	double down_since;          /* first failure of the current outage, 0 if none */
-	bool got_event;             /* the current connection delivered an event */
+	int drops;         /* consecutive connections that brought nothing */
+	double down_since; /* first failure of the current outage, 0 if none */
+	bool got_event;    /* the current connection delivered an event */
 	bool finished;
 	int exit_code;
 	double t0;
@@ -82,7 +82,7 @@ static void view_of(struct follow *f, struct progress_view *v)
 	v->processed = cli_json_int(j, "processed_items", 0);
 	v->total = cli_json_int(j, "total_items", -1);
 	v->total_is_estimate =
-		json_object_object_get_ex(j, "total_is_estimate", &est) && json_object_get_boolean(est);
+	    json_object_object_get_ex(j, "total_is_estimate", &est) && json_object_get_boolean(est);
 	v->rate = rate_meter_rate(&f->meter);
 	if (eta < 0 && v->rate > 0 && v->total > v->processed)
 		eta = (int64_t)((double)(v->total - v->processed) / v->rate + 0.5);
@@ -110,8 +110,8 @@ static void render(struct follow *f)
 	/* Not a terminal: one line per phase (or pause) change. */
 	{
 		const char *stage = v.status != NULL && strcmp(v.status, "paused") == 0 ? "paused"
-				    : v.phase != NULL				    ? v.phase
-										    : "?";
+		                    : v.phase != NULL                                   ? v.phase
+		                                                                        : "?";
 
 		if (strcmp(stage, f->stage) == 0)
 			return;
@@ -135,7 +135,7 @@ static void summary(struct follow *f)
 	}
 	if (f->mode != FOLLOW_PROGRESS) {
 		fprintf(f->cli->out, "job %s %s\n", f->job,
-			cmd_status_text(f->cli, cli_json_str(j, "status", "?"), st, sizeof(st)));
+		        cmd_status_text(f->cli, cli_json_str(j, "status", "?"), st, sizeof(st)));
 		return;
 	}
 	json_object_object_get_ex(j, "counts", &counts);
@@ -208,7 +208,7 @@ static void fetch_logs(struct follow *f)
 	char path[160];
 
 	snprintf(path, sizeof(path), "/api/jobs/%s/logs?limit=1000&after=%" PRId64, f->job,
-		 f->last_log_id);
+	         f->last_log_id);
 	if (http_send(f->cli->client, EVHTTP_REQ_GET, path, NULL, NULL, NULL, logs_cb, f) != 0)
 		finish_job(f); /* the state is known; the lines are a bonus */
 }
@@ -416,8 +416,8 @@ static void open_stream(struct follow *f)
 	sse_reader_init(&f->reader, MAX_EVENT);
 	f->got_event = false;
 	snprintf(path, sizeof(path), "/api/jobs/%s/events", f->job);
-	f->stream = http_stream_open(f->cli->client, path, f->last_id, STREAM_IDLE_S, data_cb,
-				     end_cb, f);
+	f->stream =
+	    http_stream_open(f->cli->client, path, f->last_id, STREAM_IDLE_S, data_cb, end_cb, f);
 	if (f->stream == NULL) {
 		memset(&res, 0, sizeof(res));
 		snprintf(res.error, sizeof(res.error), "cannot open a connection");
@@ -435,9 +435,10 @@ static void cancel_cb(struct http_response *res, void *arg)
 		return;
 	clear_line(f);
 	if (res->status == 200 || res->status == 202)
-		fprintf(f->cli->err, "importctl: cancel requested for job %s (Ctrl-C again to "
-				     "detach)\n",
-			f->job);
+		fprintf(f->cli->err,
+		        "importctl: cancel requested for job %s (Ctrl-C again to "
+		        "detach)\n",
+		        f->job);
 	else if (res->status == 409)
 		fprintf(f->cli->err, "importctl: job %s has already ended\n", f->job);
 	else
@@ -456,7 +457,7 @@ static void sigint_cb(evutil_socket_t sig, short what, void *arg)
 	if (++f->sigints >= 2) {
 		clear_line(f);
 		fprintf(f->cli->err, "importctl: detached; job %s goes on%s (importctl show %s)\n",
-			f->job, f->cancel_sent ? " until its cancel takes effect" : "", f->job);
+		        f->job, f->cancel_sent ? " until its cancel takes effect" : "", f->job);
 		finish(f, CLI_DETACHED);
 		return;
 	}
@@ -464,8 +465,8 @@ static void sigint_cb(evutil_socket_t sig, short what, void *arg)
 	fprintf(f->cli->err, "importctl: cancelling job %s...\n", f->job);
 	fflush(f->cli->err);
 	snprintf(path, sizeof(path), "/api/jobs/%s/cancel", f->job);
-	f->cancel_sent = http_send(f->cli->client, EVHTTP_REQ_POST, path, NULL, NULL, NULL, cancel_cb,
-				   f) == 0;
+	f->cancel_sent =
+	    http_send(f->cli->client, EVHTTP_REQ_POST, path, NULL, NULL, NULL, cancel_cb, f) == 0;
 	if (!f->cancel_sent)
 		fprintf(f->cli->err, "importctl: could not send the cancel request\n");
 }

@@ -9,55 +9,55 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
 #include <event2/keyvalq_struct.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 struct call {
 	struct http_client *client; /* borrowed */
 	struct call *next;          /* in client->calls */
 	http_done_cb done_cb;
 	void *arg;
-	int error;                  /* enum evhttp_request_error, -1 if none */
-	int sys_errno;              /* errno when the error was reported */
-	bool sending;               /* inside evhttp_make_request */
-	bool failed_early;          /* completed (failed) inside evhttp_make_request */
+	int error;         /* enum evhttp_request_error, -1 if none */
+	int sys_errno;     /* errno when the error was reported */
+	bool sending;      /* inside evhttp_make_request */
+	bool failed_early; /* completed (failed) inside evhttp_make_request */
 };
 
 struct http_stream {
-	struct http_client *client; /* borrowed */
-	struct http_stream *next;   /* in client->streams */
+	struct http_client *client;     /* borrowed */
+	struct http_stream *next;       /* in client->streams */
 	struct evhttp_connection *conn; /* owned */
-	struct event *free_ev;      /* owned; deferred free */
-	struct evbuffer *errbody;   /* owned; body of a non-200 answer */
+	struct event *free_ev;          /* owned; deferred free */
+	struct evbuffer *errbody;       /* owned; body of a non-200 answer */
 	http_data_cb data_cb;
 	http_end_cb end_cb;
 	void *arg;
 	int error, sys_errno;
-	bool ended;                 /* end_cb was called (or must not be) */
-	bool opening;               /* inside evhttp_make_request */
+	bool ended;   /* end_cb was called (or must not be) */
+	bool opening; /* inside evhttp_make_request */
 	bool freeing;
 };
 
 struct http_client {
-	struct event_base *base;         /* borrowed */
-	struct evhttp_connection *conn;  /* owned; keep-alive, ordinary requests */
-	struct call *calls;              /* owned; in flight */
-	struct http_stream *streams;     /* owned */
-	char url[512];                   /* as given */
-	char addr[INET6_ADDRSTRLEN];     /* resolved, numeric */
+	struct event_base *base;        /* borrowed */
+	struct evhttp_connection *conn; /* owned; keep-alive, ordinary requests */
+	struct call *calls;             /* owned; in flight */
+	struct http_stream *streams;    /* owned */
+	char url[512];                  /* as given */
+	char addr[INET6_ADDRSTRLEN];    /* resolved, numeric */
 	unsigned short port;
 	char host_header[300];
-	char prefix[256];                /* path of the base URL without trailing '/' */
-	char *auth;                      /* owned; "Bearer ..." or NULL */
+	char prefix[256]; /* path of the base URL without trailing '/' */
+	char *auth;       /* owned; "Bearer ..." or NULL */
 	int timeout_s;
 };
 
@@ -81,8 +81,8 @@ char *http_encode(const char *s)
 }
 
 struct http_client *http_client_new(struct event_base *base, const char *base_url,
-				    const char *token, int timeout_s, bool *bad_url, char *err,
-				    size_t errlen)
+                                    const char *token, int timeout_s, bool *bad_url, char *err,
+                                    size_t errlen)
 {
 	struct evhttp_uri *uri = NULL;
 	struct http_client *c = NULL;
@@ -98,12 +98,15 @@ struct http_client *http_client_new(struct event_base *base, const char *base_ur
 		goto fail;
 	}
 	if (strcmp(scheme, "http") != 0) {
-		snprintf(err, errlen, "URL scheme '%.20s' is not supported (only http://; put TLS in "
-			 "front of the gateway and importctl on the inside)", scheme);
+		snprintf(err, errlen,
+		         "URL scheme '%.20s' is not supported (only http://; put TLS in "
+		         "front of the gateway and importctl on the inside)",
+		         scheme);
 		goto fail;
 	}
 	if (evhttp_uri_get_query(uri) != NULL || evhttp_uri_get_fragment(uri) != NULL) {
-		snprintf(err, errlen, "the URL '%.200s' must not have a query or fragment", base_url);
+		snprintf(err, errlen, "the URL '%.200s' must not have a query or fragment",
+		         base_url);
 		goto fail;
 	}
 	c = calloc(1, sizeof(*c));
@@ -136,11 +139,11 @@ struct http_client *http_client_new(struct event_base *base, const char *base_ur
 		goto fail;
 	}
 	if (ai->ai_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr, c->addr,
-			  sizeof(c->addr));
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr,
+		          c->addr, sizeof(c->addr));
 	else
 		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr, c->addr,
-			  sizeof(c->addr));
+		          sizeof(c->addr));
 	freeaddrinfo(ai);
 	if (token != NULL) {
 		size_t n = strlen(token) + 8;
@@ -221,7 +224,7 @@ static int probe(const struct http_client *c)
 		((struct sockaddr_in *)(void *)&ss)->sin_port = htons(c->port);
 		sl = sizeof(struct sockaddr_in);
 	} else if (inet_pton(AF_INET6, c->addr, &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr) ==
-		   1) {
+	           1) {
 		((struct sockaddr_in6 *)(void *)&ss)->sin6_family = AF_INET6;
 		((struct sockaddr_in6 *)(void *)&ss)->sin6_port = htons(c->port);
 		sl = sizeof(struct sockaddr_in6);
@@ -276,7 +279,7 @@ static void describe_error(int error, int sys_errno, char *buf, size_t len)
 
 /* Copies an answer into res. req may be NULL (no answer). */
 static void fill_response(const struct http_client *c, struct evhttp_request *req, int error,
-			  int sys_errno, struct evbuffer *body, struct http_response *res)
+                          int sys_errno, struct evbuffer *body, struct http_response *res)
 {
 	memset(res, 0, sizeof(*res));
 	res->status = req != NULL ? evhttp_request_get_response_code(req) : 0;
@@ -287,7 +290,8 @@ static void fill_response(const struct http_client *c, struct evhttp_request *re
 		return;
 	}
 	{
-		const char *loc = evhttp_find_header(evhttp_request_get_input_headers(req), "Location");
+		const char *loc =
+		    evhttp_find_header(evhttp_request_get_input_headers(req), "Location");
 
 		if (loc != NULL)
 			snprintf(res->location, sizeof(res->location), "%s", loc);
@@ -341,8 +345,9 @@ static void call_done_cb(struct evhttp_request *req, void *arg)
 }
 
 /* A request with the headers every request carries. */
-static struct evhttp_request *new_request(struct http_client *c, void (*cb)(struct evhttp_request *, void *),
-					  void *arg, const char *content_type)
+static struct evhttp_request *new_request(struct http_client *c,
+                                          void (*cb)(struct evhttp_request *, void *), void *arg,
+                                          const char *content_type)
 {
 	struct evhttp_request *req = evhttp_request_new(cb, arg);
 	struct evkeyvalq *h;
@@ -360,8 +365,8 @@ static struct evhttp_request *new_request(struct http_client *c, void (*cb)(stru
 }
 
 int http_send(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, const char *const *headers, struct evbuffer *body,
-	      http_done_cb done_cb, void *arg)
+              const char *content_type, const char *const *headers, struct evbuffer *body,
+              http_done_cb done_cb, void *arg)
 {
 	struct call *k = calloc(1, sizeof(*k));
 	struct evhttp_request *req;
@@ -384,7 +389,8 @@ int http_send(struct http_client *c, enum evhttp_cmd_type method, const char *pa
 	}
 	evhttp_request_set_error_cb(req, call_error_cb);
 	for (int i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2)
-		evhttp_add_header(evhttp_request_get_output_headers(req), headers[i], headers[i + 1]);
+		evhttp_add_header(evhttp_request_get_output_headers(req), headers[i],
+		                  headers[i + 1]);
 	if (body != NULL && evbuffer_add_buffer(evhttp_request_get_output_buffer(req), body) != 0) {
 		evhttp_request_free(req);
 		free(k);
@@ -418,8 +424,8 @@ static void sync_done_cb(struct http_response *res, void *arg)
 }
 
 int http_call(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, const char *const *headers, struct evbuffer *body,
-	      struct http_response *out)
+              const char *content_type, const char *const *headers, struct evbuffer *body,
+              struct http_response *out)
 {
 	struct sync_call s = {false, out};
 
@@ -506,8 +512,8 @@ static void stream_done_cb(struct evhttp_request *req, void *arg)
 }
 
 struct http_stream *http_stream_open(struct http_client *c, const char *path,
-				     const char *last_event_id, int idle_s, http_data_cb data_cb,
-				     http_end_cb end_cb, void *arg)
+                                     const char *last_event_id, int idle_s, http_data_cb data_cb,
+                                     http_end_cb end_cb, void *arg)
 {
 	struct http_stream *s = calloc(1, sizeof(*s));
 	struct evhttp_request *req;
@@ -539,7 +545,7 @@ struct http_stream *http_stream_open(struct http_client *c, const char *path,
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Accept", "text/event-stream");
 	if (last_event_id != NULL && last_event_id[0] != '\0')
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Last-Event-ID",
-				  last_event_id);
+		                  last_event_id);
 	s->opening = true;
 	if (evhttp_make_request(s->conn, req, EVHTTP_REQ_GET, uri) != 0 || s->ended)
 		goto fail;

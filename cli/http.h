@@ -19,7 +19,7 @@
 /* A finished request. status 0: no HTTP answer at all (see error). */
 struct http_response {
 	int status;
-	char *body;        /* owned; NUL-terminated (the body may hold NULs: use len) */
+	char *body; /* owned; NUL-terminated (the body may hold NULs: use len) */
 	size_t len;
 	char error[160];   /* status 0: what went wrong ("connection refused"...) */
 	char location[96]; /* the Location header, or "" */
@@ -35,8 +35,8 @@ struct http_client;
  * with a message in err, *bad_url telling a malformed URL (a usage error)
  * from a host that does not resolve. */
 struct http_client *http_client_new(struct event_base *base, const char *base_url,
-				    const char *token, int timeout_s, bool *bad_url, char *err,
-				    size_t errlen);
+                                    const char *token, int timeout_s, bool *bad_url, char *err,
+                                    size_t errlen);
 void http_client_free(struct http_client *c);
 
 /* The base URL as given (for messages). Returns: borrowed, valid while c lives. */
@@ -51,15 +51,15 @@ typedef void (*http_done_cb)(struct http_response *res, void *arg);
  * NULL. Returns 0 (done_cb will be called exactly once, never before this
  * returns), or -1 (done_cb is not called). */
 int http_send(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, const char *const *headers, struct evbuffer *body,
-	      http_done_cb done_cb, void *arg);
+              const char *content_type, const char *const *headers, struct evbuffer *body,
+              http_done_cb done_cb, void *arg);
 
 /* http_send and run the loop until the answer is in (never from a callback).
  * Returns 0 with *out filled (caller frees with http_response_free), -1 when
  * the request could not be sent (out->error says why). */
 int http_call(struct http_client *c, enum evhttp_cmd_type method, const char *path,
-	      const char *content_type, const char *const *headers, struct evbuffer *body,
-	      struct http_response *out);
+              const char *content_type, const char *const *headers, struct evbuffer *body,
+              struct http_response *out);
 
 /* ==== Streams ==== */
 
@@ -78,8 +78,8 @@ typedef void (*http_end_cb)(struct http_response *res, void *arg);
  * http_stream_free() (also allowed from its callbacks: the free is then
  * deferred); NULL on failure. Retains arg until freed or ended. */
 struct http_stream *http_stream_open(struct http_client *c, const char *path,
-				     const char *last_event_id, int idle_s, http_data_cb data_cb,
-				     http_end_cb end_cb, void *arg);
+                                     const char *last_event_id, int idle_s, http_data_cb data_cb,
+                                     http_end_cb end_cb, void *arg);
 void http_stream_free(struct http_stream *s);
 
 /* Percent-encodes s for a query value. Returns: new string, caller frees

@@ -20,15 +20,15 @@
 #include "progress.h"
 
 #define SINGLE_MAX (8 * 1024 * 1024) /* at most this in one request */
-#define CHUNK (1024 * 1024)          /* chunked upload piece (DESIGN.md: 1 MiB chunks) */
+#define CHUNK      (1024 * 1024)     /* chunked upload piece (DESIGN.md: 1 MiB chunks) */
 
 struct upload {
-	struct cli *cli;     /* borrowed */
-	const char *path;    /* borrowed; for messages */
+	struct cli *cli;  /* borrowed */
+	const char *path; /* borrowed; for messages */
 	int fd;
-	int64_t size;        /* -1 when unknown (not a regular file) */
-	int64_t sent;        /* bytes stored so far (chunked) */
-	bool drawn;          /* a TTY upload line is on screen */
+	int64_t size; /* -1 when unknown (not a regular file) */
+	int64_t sent; /* bytes stored so far (chunked) */
+	bool drawn;   /* a TTY upload line is on screen */
 };
 
 /* Reads up to len bytes (fewer only at end of file). Returns the count, or -1. */
@@ -63,14 +63,14 @@ static char *job_query(const struct cli_args *a, const char *kind, const char *u
 	struct {
 		const char *key, *value;
 	} kv[] = {
-		{"kind", kind},
-		{"file_name", strcmp(a->file, "-") == 0 ? NULL : base},
-		{"collection", a->collection},
-		{"mode", a->mode},
-		{"key", a->key},
-		{"delimiter", a->delimiter},
-		{"dry_run", a->dry_run ? "true" : NULL},
-		{"upload_id", upload_id},
+	    {"kind", kind},
+	    {"file_name", strcmp(a->file, "-") == 0 ? NULL : base},
+	    {"collection", a->collection},
+	    {"mode", a->mode},
+	    {"key", a->key},
+	    {"delimiter", a->delimiter},
+	    {"dry_run", a->dry_run ? "true" : NULL},
+	    {"upload_id", upload_id},
 	};
 	char batch[32];
 	struct evbuffer *b = evbuffer_new();
@@ -86,7 +86,7 @@ static char *job_query(const struct cli_args *a, const char *kind, const char *u
 		if ((enc = http_encode(kv[i].value)) == NULL)
 			goto out;
 		evbuffer_add_printf(b, "%s%s=%s", evbuffer_get_length(b) > 0 ? "&" : "", kv[i].key,
-				    enc);
+		                    enc);
 		free(enc);
 	}
 	if (a->batch_size > 0) {
@@ -124,11 +124,11 @@ static void draw_upload(struct upload *u)
 		return;
 	if (u->size > 0)
 		snprintf(line, sizeof(line), "uploading %s: %d%% (%.1f of %.1f MiB)", u->path,
-			 (int)(100 * u->sent / u->size), (double)u->sent / (1 << 20),
-			 (double)u->size / (1 << 20));
+		         (int)(100 * u->sent / u->size), (double)u->sent / (1 << 20),
+		         (double)u->size / (1 << 20));
 	else
 		snprintf(line, sizeof(line), "uploading %s: %.1f MiB", u->path,
-			 (double)u->sent / (1 << 20));
+		         (double)u->sent / (1 << 20));
 	fprintf(u->cli->out, "\r%.*s\033[K", 200, line);
 	fflush(u->cli->out);
 	u->drawn = true;
@@ -142,8 +142,7 @@ static void clear_upload(struct upload *u)
 }
 
 /* PUTs one chunk. Returns 0 or an exit code. */
-static int put_chunk(struct upload *u, const char *upload_id, int seq, const char *data,
-		     size_t len)
+static int put_chunk(struct upload *u, const char *upload_id, int seq, const char *data, size_t len)
 {
 	struct evbuffer *body = evbuffer_new();
 	struct http_response res;
@@ -158,7 +157,7 @@ static int put_chunk(struct upload *u, const char *upload_id, int seq, const cha
 	snprintf(path, sizeof(path), "/api/uploads/%s/chunks/%d", upload_id, seq);
 	snprintf(what, sizeof(what), "upload chunk %d", seq);
 	if (http_call(u->cli->client, EVHTTP_REQ_PUT, path, "application/octet-stream", NULL, body,
-		      &res) != 0)
+	              &res) != 0)
 		rc = cli_error(u->cli, CLI_UNREACHABLE, "%s: %s", what, res.error);
 	else if (res.status != 200 && res.status != 201 && res.status != 204) {
 		clear_upload(u);
@@ -176,7 +175,7 @@ static int put_chunk(struct upload *u, const char *upload_id, int seq, const cha
 /* Chunked upload: head (already read) then the rest of the file. On success
  * upload_id holds the id. Returns 0 or an exit code. */
 static int upload_chunked(struct upload *u, const char *head, size_t head_len, char *upload_id,
-			  size_t idlen)
+                          size_t idlen)
 {
 	struct http_response res;
 	struct json_object *o;
@@ -242,7 +241,7 @@ out:
  * making a second. Returns 0 with *res filled (any status), or an exit code
  * (not sent; nothing to free). */
 static int submit(struct cli *cli, const char *query, const char *idem_key, const char *ctype,
-		  const char *data, size_t len, struct http_response *res)
+                  const char *data, size_t len, struct http_response *res)
 {
 	const char *const headers[] = {"Idempotency-Key", idem_key, NULL};
 	struct evbuffer *body = NULL;
@@ -254,10 +253,10 @@ static int submit(struct cli *cli, const char *query, const char *idem_key, cons
 		return cli_error(cli, CLI_SERVER, "out of memory");
 	snprintf(path, plen, "/api/jobs?%s", query);
 	if (data != NULL && ((body = evbuffer_new()) == NULL ||
-			     evbuffer_add_reference(body, data, len, NULL, NULL) != 0))
+	                     evbuffer_add_reference(body, data, len, NULL, NULL) != 0))
 		rc = cli_error(cli, CLI_SERVER, "out of memory");
 	else if (http_call(cli->client, EVHTTP_REQ_POST, path, data != NULL ? ctype : NULL, headers,
-			   body, res) != 0)
+	                   body, res) != 0)
 		rc = cli_error(cli, CLI_UNREACHABLE, "submit: %s", res->error);
 	if (body != NULL)
 		evbuffer_free(body);
@@ -328,7 +327,7 @@ int cmd_import(struct cli *cli)
 			goto out;
 		}
 		if ((rc = submit(cli, query, idem, content_type(kind), head, (size_t)head_len,
-				 &res)) != 0)
+		                 &res)) != 0)
 			goto out;
 		if (res.status != 413 && res.status != 0)
 			goto submitted;
@@ -359,7 +358,7 @@ submitted:
 	}
 	if ((job = cli_parse_body(cli, &res)) == NULL || jsonutil_get_string(job, "id") == NULL) {
 		rc = job != NULL ? cli_error(cli, CLI_SERVER, "submit: no job id in the answer")
-				 : CLI_SERVER;
+		                 : CLI_SERVER;
 		goto out;
 	}
 	if (!a->follow) {

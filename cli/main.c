@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "importctl: %s\n", err);
 		if (args.cmd != CMD_NONE && args.cmd != CMD_HELP)
 			fprintf(stderr, "(importctl %s --help for its usage)\n",
-				args_command_name(args.cmd));
+			        args_command_name(args.cmd));
 		return CLI_USAGE;
 	}
 	if (args.version) {
@@ -80,17 +80,17 @@ int main(int argc, char **argv)
 	token = args.token != NULL ? args.token : getenv("IMPORTER_TOKEN");
 	if (url == NULL || url[0] == '\0') {
 		fprintf(stderr, "importctl: no gateway URL: set IMPORTER_URL or pass --url "
-				"(deploy/local/run.sh prints the export)\n");
+		                "(deploy/local/run.sh prints the export)\n");
 		return CLI_USAGE;
 	}
 	if (token == NULL || token[0] == '\0') {
 		fprintf(stderr, "importctl: no token: set IMPORTER_TOKEN or pass --token "
-				"(importer-gateway token --sub USER_UUID mints one)\n");
+		                "(importer-gateway token --sub USER_UUID mints one)\n");
 		return CLI_AUTH;
 	}
 	cli.tty = isatty(fileno(stdout)) == 1;
 	cli.color = cli.tty && (no_color == NULL || no_color[0] == '\0') &&
-		    (term == NULL || strcmp(term, "dumb") != 0);
+	            (term == NULL || strcmp(term, "dumb") != 0);
 	if ((base = event_base_new()) == NULL) {
 		fprintf(stderr, "importctl: cannot create an event loop\n");
 		return CLI_SERVER;

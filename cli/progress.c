@@ -13,7 +13,7 @@ void progress_fmt_count(int64_t n, char *buf, size_t len)
 	bool neg = n < 0;
 
 	snprintf(digits, sizeof(digits), "%llu",
-		 neg ? 0ull - (unsigned long long)n : (unsigned long long)n);
+	         neg ? 0ull - (unsigned long long)n : (unsigned long long)n);
 	nd = (int)strlen(digits);
 	if (neg)
 		out[o++] = '-';
@@ -32,7 +32,7 @@ void progress_fmt_duration(int64_t s, char *buf, size_t len)
 		snprintf(buf, len, "?");
 	else if (s >= 3600)
 		snprintf(buf, len, "%lld:%02lld:%02lld", (long long)(s / 3600),
-			 (long long)(s / 60 % 60), (long long)(s % 60));
+		         (long long)(s / 60 % 60), (long long)(s % 60));
 	else
 		snprintf(buf, len, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
 }
@@ -99,8 +99,8 @@ size_t progress_render(const struct progress_view *v, int width, char *buf, size
 	static const struct {
 		bool bar, items, rate, eta;
 	} layouts[] = {
-		{true, true, true, true},   {true, true, false, true}, {true, true, false, false},
-		{false, true, false, true}, {false, true, false, false}, {false, false, false, false},
+	    {true, true, true, true},   {true, true, false, true},   {true, true, false, false},
+	    {false, true, false, true}, {false, true, false, false}, {false, false, false, false},
 	};
 	char items[80], rate[32], eta[32], tail[256];
 	int pct = whole_percent(v->percent), bar = 0;
@@ -116,9 +116,9 @@ size_t progress_render(const struct progress_view *v, int width, char *buf, size
 	progress_fmt_duration(v->eta_seconds, eta + 4, sizeof(eta) - 4);
 	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
 		snprintf(tail, sizeof(tail), "%3d%%%s%s%s%s%s%s  %s", pct,
-			 layouts[i].items ? "  " : "", layouts[i].items ? items : "",
-			 layouts[i].rate ? "  " : "", layouts[i].rate ? rate : "",
-			 layouts[i].eta ? "  " : "", layouts[i].eta ? eta : "", stage(v));
+		         layouts[i].items ? "  " : "", layouts[i].items ? items : "",
+		         layouts[i].rate ? "  " : "", layouts[i].rate ? rate : "",
+		         layouts[i].eta ? "  " : "", layouts[i].eta ? eta : "", stage(v));
 		bar = layouts[i].bar ? width - (int)strlen(tail) - 3 : 0; /* "[", "] " */
 		if ((int)strlen(tail) + (layouts[i].bar ? 13 : 0) <= width)
 			break;
@@ -206,10 +206,10 @@ size_t progress_render_summary(const struct progress_summary *s, char *buf, size
 	progress_fmt_count(s->failed, fail, sizeof(fail));
 	progress_fmt_elapsed(s->seconds, took, sizeof(took));
 	snprintf(buf, len, "%s in %s: %s inserted, %s updated, %s failed%s%s%s",
-		 s->status != NULL ? s->status : "ended", took, ins, upd, fail,
-		 s->dry_run ? " (dry run: nothing written)" : "",
-		 s->error_message != NULL && s->error_message[0] != '\0' ? ": " : "",
-		 s->error_message != NULL ? s->error_message : "");
+	         s->status != NULL ? s->status : "ended", took, ins, upd, fail,
+	         s->dry_run ? " (dry run: nothing written)" : "",
+	         s->error_message != NULL && s->error_message[0] != '\0' ? ": " : "",
+	         s->error_message != NULL ? s->error_message : "");
 	return strlen(buf);
 }
 
@@ -234,8 +234,8 @@ int progress_parse_time(const char *s, double *out)
 	const char *p;
 	char *end;
 
-	if (s == NULL || sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%n", &y, &mo, &d, &h, &mi, &n) != 5 ||
-	    n == 0)
+	if (s == NULL ||
+	    sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%n", &y, &mo, &d, &h, &mi, &n) != 5 || n == 0)
 		return -1;
 	p = s + n;
 	sec = strtod(p, &end);

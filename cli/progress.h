@@ -14,14 +14,14 @@
 
 /* What one progress line shows (from the job JSON plus a client-side rate). */
 struct progress_view {
-	const char *status;     /* borrowed; "processing"... */
-	const char *phase;      /* borrowed; "queued", "reading", "importing"... */
-	double percent;         /* 0..100 of the file's bytes */
-	int64_t processed;      /* records committed (good + failed) */
-	int64_t total;          /* records, estimate while running; <0 unknown */
+	const char *status; /* borrowed; "processing"... */
+	const char *phase;  /* borrowed; "queued", "reading", "importing"... */
+	double percent;     /* 0..100 of the file's bytes */
+	int64_t processed;  /* records committed (good + failed) */
+	int64_t total;      /* records, estimate while running; <0 unknown */
 	bool total_is_estimate;
-	double rate;            /* records per second; <0 unknown */
-	int64_t eta_seconds;    /* <0 unknown */
+	double rate;         /* records per second; <0 unknown */
+	int64_t eta_seconds; /* <0 unknown */
 };
 
 /* "1,234,567". */
@@ -68,9 +68,9 @@ double rate_meter_rate(const struct rate_meter *m);
  * "completed in 4.2 s: 1,000 inserted, 0 updated, 3 failed"
  * plus " (dry run)" and, for failed jobs, ": <error message>". */
 struct progress_summary {
-	const char *status;        /* borrowed */
+	const char *status; /* borrowed */
 	int64_t inserted, updated, failed;
-	double seconds;            /* <0 unknown */
+	double seconds; /* <0 unknown */
 	bool dry_run;
 	const char *error_message; /* borrowed; may be NULL */
 };

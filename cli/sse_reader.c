@@ -99,8 +99,7 @@ static int process_line(struct sse_reader *r, char *line, size_t len, sse_event_
 	return 0;
 }
 
-int sse_reader_feed(struct sse_reader *r, const char *bytes, size_t len, sse_event_cb cb,
-		    void *arg)
+int sse_reader_feed(struct sse_reader *r, const char *bytes, size_t len, sse_event_cb cb, void *arg)
 {
 	for (size_t i = 0; i < len; i++) {
 		char c = bytes[i];

@@ -7,7 +7,7 @@
 # Then, with the importctl that tests/run.sh built:
 #   - exit codes: completed 0, failed 1, usage 2, cancelled 3 (Ctrl-C while
 #     following), unreachable 4, bad / missing token 5, not found 6,
-#     unreadable file 7, refused 8 (409);
+#     unreadable file 7, refused 8 (409), detached 130 (a second Ctrl-C);
 #   - `--follow` ends when the job ends and not before: the job is terminal in
 #     the database at the moment importctl exits, also across a gateway
 #     restart in the middle of the stream (reconnect + re-read of the state);
@@ -48,6 +48,8 @@ TMUX_SOCK=importctl-e2e-$SFX
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2e-importctl.XXXXXX")
 PIDS=() # services, in NAMES order
 NAMES=()
+BGS=() # importctl processes in the background
+WORKERS_STOPPED=0
 DB_CREATED=0
 ROLES_CREATED=0
 passes=0
@@ -101,6 +103,8 @@ cleanup() {
 	trap - EXIT INT TERM
 	[ "$rc" -lt 128 ] || fail "interrupted (exit $rc)"
 	tmux -L "$TMUX_SOCK" kill-server 2>/dev/null || true
+	for p in "${BGS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	[ "$WORKERS_STOPPED" = 0 ] || kill -CONT "${PIDS[1]}" "${PIDS[2]}" 2>/dev/null || true
 	for p in "${PIDS[@]}"; do stop_pid "$p"; done
 	wait 2>/dev/null || true
 	if [ "$DB_CREATED" = 1 ]; then
@@ -386,6 +390,7 @@ background_follow() {
 	shift
 	IMPORTER_TOKEN=$TOKEN_S "$IMPORTCTL" import "$@" --follow >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
 	BG=$!
+	BGS+=("$BG")
 }
 # wait_running OUTFILE: the job id printed and the job processing with progress
 wait_running() {
@@ -405,6 +410,7 @@ if wait_running "$TMP/cancel.out"; then
 	# A second follower: logs --follow of the same running job.
 	IMPORTER_TOKEN=$TOKEN_S "$IMPORTCTL" logs "$RUNNING" --follow >"$TMP/logsf.out" 2>"$TMP/logsf.err" </dev/null &
 	LOGS_PID=$!
+	BGS+=("$LOGS_PID")
 	kill -INT "$BG"
 	rc=0
 	wait "$BG" || rc=$?
@@ -428,6 +434,44 @@ if wait_running "$TMP/cancel.out"; then
 else
 	kill "$BG" 2>/dev/null || true
 	fail "the slow job never ran: $(cat "$TMP/cancel.out" "$TMP/cancel.err")"
+fi
+
+# A second Ctrl-C detaches. To hold the job between the two, the workers are
+# stopped (SIGSTOP) first: the job stays processing whatever the cancel does
+# (its UPDATE may even wait for a stopped worker's row lock).
+background_follow detach "$TMP/slow.csv" --collection slow4 --batch-size 1000
+if wait_running "$TMP/detach.out"; then
+	kill -STOP "${PIDS[1]}" "${PIDS[2]}"
+	WORKERS_STOPPED=1
+	kill -INT "$BG"
+	deadline=$((SECONDS + 20))
+	until grep -q 'cancelling job' "$TMP/detach.err" || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+	kill -INT "$BG"
+	deadline=$((SECONDS + 20))
+	while kill -0 "$BG" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+	rc=0
+	if kill -0 "$BG" 2>/dev/null; then
+		kill -KILL "$BG" 2>/dev/null || true
+		rc=999
+	else
+		wait "$BG" || rc=$?
+	fi
+	st=$(job_status "$RUNNING")
+	kill -CONT "${PIDS[1]}" "${PIDS[2]}"
+	WORKERS_STOPPED=0
+	check "second Ctrl-C: detached (exit 130) while the job was still $st" \
+		"second Ctrl-C: exit $rc (want 130; 999: still running 20 s later), job '$st' (want processing); err: $(head -c 300 "$TMP/detach.err")" \
+		[ "$rc" -eq 130 -a "$st" = processing ]
+	check "detached: the message says the job goes on" "detach message: $(cat "$TMP/detach.err")" \
+		grep -q 'detached; job .* goes on' "$TMP/detach.err"
+	if wait_sql 60 t "SELECT status IN ('completed', 'failed', 'cancelled') FROM importer.import_jobs WHERE id = '$RUNNING'"; then
+		ok "the detached job went on once the workers continued and ended $(job_status "$RUNNING")"
+	else
+		fail "the detached job is '$(job_status "$RUNNING")' 60 s after the workers continued"
+	fi
+else
+	kill "$BG" 2>/dev/null || true
+	fail "the slow job never ran: $(cat "$TMP/detach.out" "$TMP/detach.err")"
 fi
 
 awk 'BEGIN { print "id,n"; for (i = 1; i <= 20000; i++) printf "r%d,%d\n", i, i }' >"$TMP/restart.csv"

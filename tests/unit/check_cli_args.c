@@ -33,9 +33,9 @@ START_TEST(import_with_every_option)
 	struct cli_args a;
 
 	ck_assert_int_eq(parse(&a, "import", "data.csv", "--kind", "csv", "--collection=people",
-			       "--mode", "append", "--key", "email", "--dry-run", "--batch-size",
-			       "500", "--follow", "--delimiter", ";", NULL),
-			 0);
+	                       "--mode", "append", "--key", "email", "--dry-run", "--batch-size",
+	                       "500", "--follow", "--delimiter", ";", NULL),
+	                 0);
 	ck_assert_int_eq(a.cmd, CMD_IMPORT);
 	ck_assert_str_eq(a.file, "data.csv");
 	ck_assert_str_eq(a.kind, "csv");
@@ -55,8 +55,8 @@ START_TEST(global_options_before_or_after_the_command)
 	struct cli_args a;
 
 	ck_assert_int_eq(parse(&a, "--url", "http://h:1", "--json", "jobs", "--token", "t.t.t",
-			       "-n", "5", "--status", "failed", NULL),
-			 0);
+	                       "-n", "5", "--status", "failed", NULL),
+	                 0);
 	ck_assert_int_eq(a.cmd, CMD_JOBS);
 	ck_assert_str_eq(a.url, "http://h:1");
 	ck_assert_str_eq(a.token, "t.t.t");
@@ -89,8 +89,8 @@ END_TEST
 
 START_TEST(commands_with_an_id)
 {
-	static const char *const cmds[] = {"show", "logs",   "errors", "cancel",
-					   "pause", "resume", "retry",  "delete"};
+	static const char *const cmds[] = {"show",  "logs",   "errors", "cancel",
+	                                   "pause", "resume", "retry",  "delete"};
 	const char *id = "5B0E7C52-1f0a-4c39-9d3e-2a6f0c1d2e3f";
 	struct cli_args a;
 
@@ -119,25 +119,25 @@ START_TEST(usage_errors)
 		const char *words[6];
 		const char *says;
 	} cases[] = {
-		{{NULL}, "no command"},
-		{{"frobnicate", NULL}, "unknown command 'frobnicate'"},
-		{{"jobs", "--bogus", NULL}, "unknown option '--bogus'"},
-		{{"jobs", "--follow", NULL}, "jobs does not take --follow"},
-		{{"--dry-run", "jobs", NULL}, "jobs does not take --dry-run"},
-		{{"show", "5b0e7c52-1f0a-4c39-9d3e-2a6f0c1d2e3f", "--restart", NULL}, "--restart"},
-		{{"import", "a.csv", "--mode", "merge", NULL}, "unknown --mode 'merge'"},
-		{{"import", "a.csv", "--kind", "xml", NULL}, "unknown --kind 'xml'"},
-		{{"import", "a.csv", "--batch-size", "0", NULL}, "--batch-size: bad value '0'"},
-		{{"import", "a.csv", "--batch-size", "12x", NULL}, "bad value '12x'"},
-		{{"import", "a.csv", "--batch-size", NULL}, "--batch-size needs a value"},
-		{{"import", "a.csv", "--delimiter", ";;", NULL}, "one character"},
-		{{"import", "a.csv", "--collection=", NULL}, "--collection must not be empty"},
-		{{"import", "a.csv", "--dry-run=yes", NULL}, "takes no value"},
-		{{"import", NULL}, "missing FILE"},
-		{{"jobs", "--status", "done", NULL}, "unknown --status 'done'"},
-		{{"jobs", "--limit", "-1", NULL}, "--limit: bad value"},
-		{{"jobs", "extra", NULL}, "unexpected argument 'extra'"},
-		{{"help", "nope", NULL}, "unknown command 'nope'"},
+	    {{NULL}, "no command"},
+	    {{"frobnicate", NULL}, "unknown command 'frobnicate'"},
+	    {{"jobs", "--bogus", NULL}, "unknown option '--bogus'"},
+	    {{"jobs", "--follow", NULL}, "jobs does not take --follow"},
+	    {{"--dry-run", "jobs", NULL}, "jobs does not take --dry-run"},
+	    {{"show", "5b0e7c52-1f0a-4c39-9d3e-2a6f0c1d2e3f", "--restart", NULL}, "--restart"},
+	    {{"import", "a.csv", "--mode", "merge", NULL}, "unknown --mode 'merge'"},
+	    {{"import", "a.csv", "--kind", "xml", NULL}, "unknown --kind 'xml'"},
+	    {{"import", "a.csv", "--batch-size", "0", NULL}, "--batch-size: bad value '0'"},
+	    {{"import", "a.csv", "--batch-size", "12x", NULL}, "bad value '12x'"},
+	    {{"import", "a.csv", "--batch-size", NULL}, "--batch-size needs a value"},
+	    {{"import", "a.csv", "--delimiter", ";;", NULL}, "one character"},
+	    {{"import", "a.csv", "--collection=", NULL}, "--collection must not be empty"},
+	    {{"import", "a.csv", "--dry-run=yes", NULL}, "takes no value"},
+	    {{"import", NULL}, "missing FILE"},
+	    {{"jobs", "--status", "done", NULL}, "unknown --status 'done'"},
+	    {{"jobs", "--limit", "-1", NULL}, "--limit: bad value"},
+	    {{"jobs", "extra", NULL}, "unexpected argument 'extra'"},
+	    {{"help", "nope", NULL}, "unknown command 'nope'"},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -149,7 +149,7 @@ START_TEST(usage_errors)
 			argv[argc++] = (char *)cases[i].words[k];
 		ck_assert_int_eq(args_parse(argc, argv, &a, err, sizeof(err)), -1);
 		ck_assert_msg(strstr(err, cases[i].says) != NULL, "case %zu: '%s' lacks '%s'", i,
-			      err, cases[i].says);
+		              err, cases[i].says);
 	}
 }
 END_TEST

@@ -9,14 +9,14 @@
 static struct progress_view running(void)
 {
 	struct progress_view v = {
-		.status = "processing",
-		.phase = "importing",
-		.percent = 45.7,
-		.processed = 45000,
-		.total = 100000,
-		.total_is_estimate = true,
-		.rate = 12345,
-		.eta_seconds = 4,
+	    .status = "processing",
+	    .phase = "importing",
+	    .percent = 45.7,
+	    .processed = 45000,
+	    .total = 100000,
+	    .total_is_estimate = true,
+	    .rate = 12345,
+	    .eta_seconds = 4,
 	};
 	return v;
 }
@@ -78,7 +78,7 @@ START_TEST(the_full_line)
 	size_t n = progress_render(&v, 100, b, sizeof(b));
 
 	ck_assert_str_eq(b, "[##################......................]  45%  45,000/~100,000  "
-			    "12.3k rec/s  ETA 0:04  importing");
+	                    "12.3k rec/s  ETA 0:04  importing");
 	ck_assert_uint_eq(n, strlen(b));
 	ck_assert_uint_le(n, 100);
 	/* No escape sequences or line breaks: the caller adds "\r" and "\033[K". */
@@ -188,11 +188,11 @@ START_TEST(summaries)
 	s.seconds = 61;
 	progress_render_summary(&s, b, sizeof(b));
 	ck_assert_str_eq(b, "failed in 1:01: 1,000 inserted, 20 updated, 3 failed: "
-			    "unterminated quoted field at end of file");
+	                    "unterminated quoted field at end of file");
 	s = (struct progress_summary){"completed", 2, 0, 1, 0.05, true, ""};
 	progress_render_summary(&s, b, sizeof(b));
 	ck_assert_str_eq(b, "completed in 0.1 s: 2 inserted, 0 updated, 1 failed (dry run: nothing "
-			    "written)");
+	                    "written)");
 }
 END_TEST
 

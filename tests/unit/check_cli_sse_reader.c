@@ -39,27 +39,27 @@ static void feed(struct sse_reader *r, struct seen *s, const char *text, size_t 
 		step = len > 0 ? len : 1;
 	for (size_t off = 0; off < len; off += step)
 		ck_assert_int_eq(sse_reader_feed(r, text + off, len - off < step ? len - off : step,
-						 record_cb, s),
-				 0);
+		                                 record_cb, s),
+		                 0);
 }
 
 static const char stream[] = "retry: 2000\n"
-			     "\n"
-			     ": ping\n"
-			     "\n"
-			     "id: 41\n"
-			     "event: job\n"
-			     "data: {\"status\":\"processing\"}\n"
-			     "\n"
-			     "id: 42\r\n"
-			     "event: log\r\n"
-			     "data: line one\r\n"
-			     "data: line two\r\n"
-			     "\r\n"
-			     "id: 43\r"
-			     "event: end\r"
-			     "data:{\"status\":\"completed\"}\r"
-			     "\r";
+                             "\n"
+                             ": ping\n"
+                             "\n"
+                             "id: 41\n"
+                             "event: job\n"
+                             "data: {\"status\":\"processing\"}\n"
+                             "\n"
+                             "id: 42\r\n"
+                             "event: log\r\n"
+                             "data: line one\r\n"
+                             "data: line two\r\n"
+                             "\r\n"
+                             "id: 43\r"
+                             "event: end\r"
+                             "data:{\"status\":\"completed\"}\r"
+                             "\r";
 
 START_TEST(events_ids_and_line_endings)
 {
@@ -150,7 +150,7 @@ END_TEST
 START_TEST(round_trip_with_the_gateway_framing)
 {
 	static const char *const payloads[] = {"{\"a\":1}", "two\nlines", "", "x\r\ny",
-					       "event: end\n\nid: 9"};
+	                                       "event: end\n\nid: 9"};
 	struct evbuffer *buf = evbuffer_new();
 	struct sse_reader r;
 	struct seen s = {0};
