@@ -130,7 +130,9 @@ static void summary(struct follow *f)
 	char buf[1024], st[64];
 
 	if (f->cli->args->json) {
-		cli_print_json(f->cli, j);
+		/* logs --follow --json is a stream of log objects only. */
+		if (f->mode == FOLLOW_PROGRESS)
+			cli_print_json(f->cli, j);
 		return;
 	}
 	if (f->mode != FOLLOW_PROGRESS) {
