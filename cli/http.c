@@ -88,6 +88,7 @@ struct http_client *http_client_new(struct event_base *base, const char *base_ur
 	struct http_client *c = NULL;
 	struct addrinfo hints, *ai = NULL;
 	const char *scheme, *host, *path;
+	char bare[INET6_ADDRSTRLEN + 8];
 	int port, rc;
 
 	*bad_url = true;
@@ -119,10 +120,13 @@ struct http_client *http_client_new(struct event_base *base, const char *base_ur
 	snprintf(c->url, sizeof(c->url), "%s", base_url);
 	port = evhttp_uri_get_port(uri);
 	c->port = (unsigned short)(port > 0 ? port : 80);
-	if (strchr(host, ':') != NULL)
-		snprintf(c->host_header, sizeof(c->host_header), "[%s]:%u", host, c->port);
-	else
-		snprintf(c->host_header, sizeof(c->host_header), "%s:%u", host, c->port);
+	snprintf(c->host_header, sizeof(c->host_header), "%s:%u", host, c->port);
+	/* An IPv6 literal comes with its brackets; getaddrinfo wants it bare. */
+	if (host[0] == '[' && strlen(host) > 2 && strlen(host) - 2 < sizeof(bare)) {
+		memcpy(bare, host + 1, strlen(host) - 2);
+		bare[strlen(host) - 2] = '\0';
+		host = bare;
+	}
 	path = evhttp_uri_get_path(uri);
 	snprintf(c->prefix, sizeof(c->prefix), "%s", path != NULL ? path : "");
 	while (c->prefix[0] != '\0' && c->prefix[strlen(c->prefix) - 1] == '/')
