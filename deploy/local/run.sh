@@ -5,7 +5,8 @@
 # starts a private PostgreSQL 15 cluster on 127.0.0.1 (deploy/local/pg.sh), applies
 # the migrations, creates the services' login roles, starts importer-gateway and
 # IMPORTER_WORKERS importer-worker processes, prints the UI URL with a dev token
-# and stays in the foreground. Ctrl-C / SIGTERM stops everything it started.
+# and the two exports (IMPORTER_URL, IMPORTER_TOKEN) that make importctl work
+# against this stack, and stays in the foreground. Ctrl-C / SIGTERM stops everything it started.
 #
 # Environment (all optional):
 #   IMPORTER_HTTP_PORT   gateway port on 127.0.0.1            (default 8080)
@@ -77,6 +78,7 @@ mkdir -p "$ROOT/build"
 }
 GATEWAY=$BUILD/api/importer-gateway
 WORKER=$BUILD/worker/importer-worker
+IMPORTCTL=$BUILD/cli/importctl
 [ -x "$GATEWAY" ] || die "$GATEWAY was not built"
 [ -x "$WORKER" ] || die "$WORKER was not built"
 
@@ -228,9 +230,16 @@ case $TOKEN in *.*.*) ;; *) TOKEN= ;; esac
 		echo "  UI:  $IMPORTER_URL/"
 		echo "       (no dev token: '$GATEWAY token --sub $DEV_USER_ID' failed)"
 	fi
-	echo "  CLI:"
+	# The two exports are whole lines of their own, ready to paste.
+	echo "  CLI: $IMPORTCTL, after:"
 	echo "export IMPORTER_URL=$IMPORTER_URL"
-	if [ -n "$TOKEN" ]; then echo "export IMPORTER_TOKEN=$TOKEN"; fi
+	if [ -n "$TOKEN" ]; then
+		echo "export IMPORTER_TOKEN=$TOKEN"
+	else
+		echo "       (no IMPORTER_TOKEN: minting failed; mint one with '$GATEWAY token --sub $DEV_USER_ID'"
+		echo "       and IMPORTER_JWT_SECRET from $STATE/env)"
+	fi
+	echo "       e.g. $IMPORTCTL import $ROOT/deploy/local/sample.csv --follow"
 	echo "  SQL: psql \"$ADMIN_URL\""
 	echo "  env: $STATE/env"
 	echo "Ctrl-C stops everything."
