@@ -6,16 +6,20 @@
 # As root, missing packages are installed with apt-get (running `apt-get update`
 # only when the package lists are missing or an install from them fails). As a
 # normal user, the missing packages are named and the function returns 1.
-# The file has one package per line; `#` starts a comment.
+# The file has one package per line; `#` starts a comment. A line starting
+# with "# ==== tests only" ends the list for a caller that passes "runtime"
+# (deploy/local/run.sh: a laptop needs no browser or test tools).
 
-# Prints the packages of FILE that are not installed, one per line.
+# Prints the packages of FILE that are not installed, one per line; with
+# PART "runtime", only those above the "tests only" line.
 importer_missing_deps() {
-	local file=$1 line pkg status
+	local file=$1 part=${2:-all} line pkg status
 	[ -r "$file" ] || {
 		printf 'deps: cannot read %s\n' "$file" >&2
 		return 1
 	}
 	while IFS= read -r line || [ -n "$line" ]; do
+		[ "$part" = runtime ] && [[ $line == "# ==== tests only"* ]] && break
 		line=${line%%#*}
 		for pkg in $line; do
 			status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
@@ -37,9 +41,9 @@ importer_apt_lists_stale() {
 }
 
 importer_install_deps() {
-	local file=${1:-tests/deps.txt} missing
+	local file=${1:-tests/deps.txt} part=${2:-all} missing
 	local -a pkgs
-	missing=$(importer_missing_deps "$file") || return 1
+	missing=$(importer_missing_deps "$file" "$part") || return 1
 	[ -n "$missing" ] || return 0
 	mapfile -t pkgs <<<"$missing"
 	if [ "$(id -u)" -ne 0 ]; then
@@ -59,7 +63,7 @@ importer_install_deps() {
 		"${apt[@]}" update >&2 || return 1
 		"${apt[@]}" install --no-install-recommends "${pkgs[@]}" </dev/null >&2 || return 1
 	fi
-	missing=$(importer_missing_deps "$file") || return 1
+	missing=$(importer_missing_deps "$file" "$part") || return 1
 	if [ -n "$missing" ]; then
 		printf 'deps: still missing after apt-get install: %s\n' "$(printf '%s ' "$missing")" >&2
 		return 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/local/run.sh -- the embedded default: the whole stack on this machine, one command.
 #
-# Installs missing Debian packages (tests/deps.txt), builds build/local (Release),
+# Installs missing Debian packages (tests/deps.txt, without the test-only ones), builds build/local (Release),
 # starts a private PostgreSQL 15 cluster on 127.0.0.1 (deploy/local/pg.sh), applies
 # the migrations, creates the services' login roles, starts importer-gateway and
 # IMPORTER_WORKERS importer-worker processes, prints the UI URL with a dev token
@@ -62,7 +62,7 @@ port_busy "$HTTP_PORT" && die "port $HTTP_PORT on 127.0.0.1 is already in use (s
 # ---- packages and build ------------------------------------------------------------
 # shellcheck source=deploy/local/deps.sh
 . "$ROOT/deploy/local/deps.sh"
-importer_install_deps "$ROOT/tests/deps.txt" || die "missing Debian packages (see above)"
+importer_install_deps "$ROOT/tests/deps.txt" runtime || die "missing Debian packages (see above)"
 
 say "building $BUILD (Release)"
 mkdir -p "$ROOT/build"
