@@ -726,6 +726,23 @@ static double seconds_since(const struct timespec *t)
 	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
+/* n with thousands separators ("45,000"), in buf (at least 28 bytes). */
+static const char *thousands(int64_t n, char *buf)
+{
+	char digits[24];
+	int len = snprintf(digits, sizeof(digits), "%" PRId64, n < 0 ? -n : n), o = 0;
+
+	if (n < 0)
+		buf[o++] = '-';
+	for (int i = 0; i < len; i++) {
+		if (i > 0 && (len - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = digits[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 /* Progress commits closer together than this are not announced (NOTIFY). */
 #define PROGRESS_NOTIFY_MS 250
 
@@ -741,6 +758,7 @@ static int write_progress(struct import *im, bool and_commit, bool *ended, char 
 	int64_t progress = (int64_t)(done * 100 / size), total = job->processed_items;
 	double rate = (double)(done - im->started_offset) / seconds_since(&im->started);
 	char p_progress[24], p_processed[24], p_failed[24], p_total[24], p_eta[24], step[160];
+	char first[32], last[32], estimate[32];
 	struct json_object *cp = checkpoint_json(im);
 	int rc;
 
@@ -756,10 +774,11 @@ static int write_progress(struct import *im, bool and_commit, bool *ended, char 
 		snprintf(p_eta, sizeof(p_eta), "%.0f", (double)(size - done) / rate);
 	else
 		snprintf(p_eta, sizeof(p_eta), "0");
-	snprintf(step, sizeof(step), "Importing records %" PRId64 "\u2013%" PRId64 " of ~%" PRId64,
-		 job->processed_items - (int64_t)im->batch.nrecords -
-			 (int64_t)im->batch.nerrors + 1,
-		 job->processed_items, total);
+	snprintf(step, sizeof(step), "Importing records %s\u2013%s of ~%s",
+		 thousands(job->processed_items - (int64_t)im->batch.nrecords -
+				   (int64_t)im->batch.nerrors + 1,
+			   first),
+		 thousands(job->processed_items, last), thousands(total, estimate));
 	{
 		const char *params[] = {
 			job->id, job->lease_id, p_progress, p_processed, p_failed, p_total,

@@ -629,6 +629,14 @@ START_TEST(pause_then_resume_continues_from_the_checkpoint)
 	/* Nothing moves while paused; what was committed is there. */
 	test_db_expectf(conn, paused_at,
 	                "SELECT count(*) FROM importer.records WHERE collection = 'p'");
+	/* The step in words, the last batch's rows, thousands separated. */
+	test_db_expectf(conn, "t",
+	                "SELECT current_step = format('Importing records %%s\u2013%%s of ~%%s', "
+	                "to_char(processed_items - 49, 'FM999,999,999'), "
+	                "to_char(processed_items, 'FM999,999,999'), "
+	                "to_char(total_items, 'FM999,999,999')) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	PQclear(test_db_exec(conn, "SELECT importer.resume_job(id) FROM importer.import_jobs"));
 	st = wait_status(job, "completed|failed", 120000);
 	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
