@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# tests/e2e/hostile.sh -- the hostile-input catalogue (tests/inputs) against a
-# real gateway, worker and PostgreSQL.
+# tests/e2e/hostile.sh -- hostile input (the tests/inputs catalogue) and hostile
+# users (tenant isolation, forged tokens) against a real gateway, worker and
+# PostgreSQL.
 #
 # On a private throwaway cluster (deploy/local/pg.sh --fast): migrate, create
 # login roles as deploy/local/run.sh does, start 1 gateway and 1 worker, then
 # run tests/inputs/run_cases.py, which sends every case of tests/inputs/cases
 # and checks its specific error, job outcome and record errors, that the
 # database is unchanged where it should be, and that both processes stay up.
+# Then tests/e2e/tenant_isolation.py: a second user tries every route on the
+# first user's jobs, records, upload and streams, and forged or misplaced
+# tokens are tried; nothing may be visible or change.
 # At the end both processes must exit 0 on SIGTERM with no sanitizer report
 # (leak detection on) and have written only JSON log lines.
 #
@@ -144,6 +148,13 @@ rc=0
 HOSTILE_BASE=$BASE HOSTILE_TOKEN=$TOKEN HOSTILE_USER=$USER_ID HOSTILE_ADMIN_URL=$ADMIN_URL \
 	HOSTILE_PIDS="${PIDS[*]}" python3 "$ROOT/tests/inputs/run_cases.py" || rc=$?
 [ "$rc" -eq 0 ] || fail "hostile-input cases failed (above)"
+
+# ---- hostile users: B against A's objects, forged tokens ----------------------------
+rc=0
+HOSTILE_BASE=$BASE HOSTILE_TOKEN=$TOKEN HOSTILE_USER=$USER_ID HOSTILE_ADMIN_URL=$ADMIN_URL \
+	HOSTILE_PIDS="${PIDS[*]}" HOSTILE_JWT_SECRET=$JWT_SECRET \
+	python3 "$ROOT/tests/e2e/tenant_isolation.py" || rc=$?
+[ "$rc" -eq 0 ] || fail "tenant isolation checks failed (above)"
 
 # ---- clean exit: SIGTERM, exit 0, no sanitizer report, JSON logs -------------------
 names=(gateway worker)
