@@ -99,10 +99,10 @@ def pump(streams, until, seconds):
                 s = key.data
                 try:
                     data = s.sock.recv(65536)
-                except (ConnectionResetError, BlockingIOError):
-                    data = b"" if not isinstance(sys.exc_info()[1], BlockingIOError) else None
-                if data is None:
+                except BlockingIOError:
                     continue
+                except ConnectionResetError:  # a killed gateway resets its connections
+                    data = b""
                 if data == b"":
                     s.closed = True
                     sel.unregister(s.sock)
