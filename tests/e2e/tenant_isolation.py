@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.parse
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "inputs"))
 import run_cases as rc  # noqa: E402  (raw HTTP, psql and job helpers)
 
