@@ -295,6 +295,10 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		call_reply_error(c, 404, "not_found", "no such route");
 		return;
 	}
+	if (qs != NULL && http_query_has_nul(qs)) {
+		call_reply_error(c, 400, "bad_request", "the query string must not contain %00");
+		return;
+	}
 	if (qs != NULL && evhttp_parse_query_str(qs, &query) != 0) {
 		call_reply_error(c, 400, "bad_request", "malformed query string");
 		return;

@@ -163,6 +163,14 @@ void http_redact_uri(const char *uri, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+bool http_query_has_nul(const char *qs)
+{
+	for (const char *p = strchr(qs, '%'); p != NULL; p = strchr(p + 1, '%'))
+		if (p[1] == '0' && p[2] == '0')
+			return true;
+	return false;
+}
+
 int http_split_path(const char *path, char *buf, size_t buflen, char **segs, int max)
 {
 	int n = 0;

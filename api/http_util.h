@@ -51,6 +51,10 @@ const char *http_bearer_token(struct evhttp_request *req);
  * access_token parameter (any letter case) replaced by "***" (for logs). */
 void http_redact_uri(const char *uri, char *out, size_t outlen);
 
+/* Whether a raw (still encoded) query string holds an encoded NUL ("%00"):
+ * evhttp decodes into C strings, so "a%00b" would silently become "a". */
+bool http_query_has_nul(const char *qs);
+
 /* Splits a request path into at most max segments (no empty ones; "/a//b" is
  * "a","b"), copying into buf. Returns the number of segments, or -1 when there
  * are more than max or buf is too small. */

@@ -51,8 +51,20 @@ static char *b64url_encode(const unsigned char *in, size_t len)
 	return out;
 }
 
+/* The 6-bit value of a base64url character (which must be one). */
+static unsigned b64url_value(char c)
+{
+	return c >= 'A' && c <= 'Z'   ? (unsigned)(c - 'A')
+	       : c >= 'a' && c <= 'z' ? (unsigned)(c - 'a' + 26)
+	       : c >= '0' && c <= '9' ? (unsigned)(c - '0' + 52)
+	       : c == '-'             ? 62
+				      : 63;
+}
+
 /* Decodes len base64url characters. Returns the decoded length or -1; out must
- * hold len bytes. Rejects the standard alphabet's '+', '/' and padding. */
+ * hold len bytes. Rejects the standard alphabet's '+', '/' and padding, and
+ * non-canonical text: the bits the last character carries beyond the data
+ * must be zero, or four spellings of one signature would all verify. */
 static int b64url_decode(const char *in, size_t len, unsigned char *out)
 {
 	size_t padded = (len + 3) / 4 * 4;
@@ -72,6 +84,11 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out)
 			return -1;
 		}
 		buf[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
+	}
+	if ((len % 4 == 2 && (b64url_value(in[len - 1]) & 0x0f) != 0) ||
+	    (len % 4 == 3 && (b64url_value(in[len - 1]) & 0x03) != 0)) {
+		free(buf);
+		return -1;
 	}
 	for (size_t i = len; i < padded; i++)
 		buf[i] = '=';

@@ -138,6 +138,20 @@ START_TEST(integers_and_booleans)
 }
 END_TEST
 
+/* Found by tests/inputs (opt_collection_nul): "collection=ab%00cd" was
+ * stored as collection "ab". */
+START_TEST(encoded_nul_in_query)
+{
+	ck_assert(http_query_has_nul("collection=ab%00cd"));
+	ck_assert(http_query_has_nul("%00"));
+	ck_assert(http_query_has_nul("a=1&key=id%00"));
+	ck_assert(!http_query_has_nul("a=%0a&b=%100&c=%20"));
+	ck_assert(!http_query_has_nul("a=%0"));
+	ck_assert(!http_query_has_nul("a=%"));
+	ck_assert(!http_query_has_nul(""));
+}
+END_TEST
+
 START_TEST(paths_split_into_segments)
 {
 	char buf[64], *segs[4];
@@ -165,6 +179,7 @@ static Suite *http_util_suite(void)
 	tcase_add_test(tc, uuids);
 	tcase_add_test(tc, integers_and_booleans);
 	tcase_add_test(tc, paths_split_into_segments);
+	tcase_add_test(tc, encoded_nul_in_query);
 	suite_add_tcase(s, tc);
 	return s;
 }

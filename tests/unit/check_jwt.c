@@ -113,6 +113,26 @@ START_TEST(wrong_secret_and_tampering_are_refused)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_jwt.c: the signature's 43rd character carries 4
+ * bits of data and 2 unused ones, so 'A'..'D' (and other such groups)
+ * decoded to the same signature and a token had four valid spellings. */
+START_TEST(only_the_canonical_signature_spelling_is_accepted)
+{
+	char *token = jwt_sign(SECRET, USER, NOW, 60);
+	char *last = token + strlen(token) - 1;
+	const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t v = (size_t)(strchr(alphabet, *last) - alphabet);
+
+	ck_assert_str_eq(verify(token), "");
+	ck_assert_uint_eq(v & 3, 0); /* jwt_sign writes the canonical form */
+	for (size_t low = 1; low < 4; low++) {
+		*last = alphabet[v | low]; /* same 4 data bits, unused bits set */
+		ck_assert_str_eq(verify(token), "bad token signature");
+	}
+	free(token);
+}
+END_TEST
+
 START_TEST(only_hs256_is_accepted)
 {
 	const char *claims = "{\"sub\":\"" USER "\",\"exp\":1900000000}";
@@ -200,6 +220,7 @@ int main(void)
 	tcase_add_test(tc, claims_are_required_and_typed);
 	tcase_add_test(tc, malformed_tokens_are_refused);
 	tcase_add_test(tc, uuids_are_recognised);
+	tcase_add_test(tc, only_the_canonical_signature_spelling_is_accepted);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
