@@ -296,6 +296,11 @@ static enum wr stream_write(struct sub *s, const char *event, int64_t id, const 
 		hub->stats.dropped++;
 		return WR_DROPPED;
 	}
+	/* Ids never go back on a stream: the id a client resumes from says
+	 * what it has seen, and a job's state can be older (lower seq) than a
+	 * log line already sent (a log written after the state change). */
+	if (id > 0 && id < s->last_id)
+		id = s->last_id;
 	buf = evbuffer_new();
 	if (buf == NULL || sse_format(buf, event, id, data) != 0) {
 		if (buf != NULL)
@@ -944,6 +949,8 @@ void hub_open_stream(struct hub *hub, struct evhttp_request *req, const char *us
 		return;
 	}
 	s->last_event_id = last_event_id;
+	if (last_event_id > 0)
+		s->last_id = last_event_id;
 	if (job_id != NULL)
 		snprintf(s->logs_for, sizeof(s->logs_for), "%s", job_id);
 	else if (logs_for != NULL)
