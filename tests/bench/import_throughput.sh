@@ -27,6 +27,9 @@ bench_cluster
 start_gateway
 TOKEN=$(jwt "$USER_ID")
 start_worker worker
+WPID=$LAST_PID
+PM=$(postmaster_pid)
+HZ=$(getconf CLK_TCK)
 
 bench_say "generating $ROWS-row csv (and $VROWS-row csv/ndjson/backup)"
 gen_csv "$ROWS" "$TMP/main.csv"
@@ -80,13 +83,19 @@ reference_run() {
 # (upload seconds), W_SECS (claim -> completed) and W_ID after checking that
 # the records are there.
 worker_run() {
-	local file=$1 query=$2 rows=$3 coll=$4 t0 t1 up id n
+	local file=$1 query=$2 rows=$3 coll=$4 t0 t1 up id n pg0 wk0 c0 c1
 	t0=$(date +%s.%N)
 	up=$(upload_file "$USER_ID" "$TOKEN" "$file")
 	t1=$(date +%s.%N)
+	pg0=$(cpu_ticks $(pgrep -P "$PM"))
+	wk0=$(cpu_ticks "$WPID")
+	c0=$(date +%s.%N)
 	id=$(submit_upload "$TOKEN" "$up" "$query")
 	[ -n "$id" ] && [ "$id" != null ] || bench_die "submit failed ($query)"
 	wait_job "$id" "$JOB_TIMEOUT"
+	c1=$(date +%s.%N)
+	W_PGCPU=$(echo "scale=2; ($(cpu_ticks $(pgrep -P "$PM")) - $pg0) / $HZ / ($c1 - $c0)" | bc -l)
+	W_WKCPU=$(echo "scale=2; ($(cpu_ticks "$WPID") - $wk0) / $HZ / ($c1 - $c0)" | bc -l)
 	[ "$JOB_STATUS" = completed ] || bench_die "job $id ($query) ended $JOB_STATUS: $(psql_admin -c \
 		"SELECT error_message FROM importer.import_jobs WHERE id = '$id'")"
 	n=$(psql_admin -c "SELECT count(*) FROM importer.records WHERE collection = '$coll'")
@@ -94,6 +103,24 @@ worker_run() {
 	W_SECS=$(job_seconds "$id")
 	W_UP=$(echo "$t1 - $t0" | bc -l)
 	W_ID=$id
+}
+
+# top_statements ROLE: the statements that took most execution time, as
+# "calls<TAB>total ms<TAB>share %<TAB>rows<TAB>query (first 110 characters)".
+top_statements() {
+	psql_admin -F $'\t' -c "
+		SELECT s.calls, round(s.total_exec_time::numeric, 0),
+		       round((100 * s.total_exec_time / sum(s.total_exec_time) OVER ())::numeric, 1),
+		       s.rows, left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+		WHERE r.rolname = '$1' AND s.query NOT LIKE '%pg_stat_statements%'
+		ORDER BY s.total_exec_time DESC LIMIT 8"
+}
+
+# A Markdown table of top_statements' output.
+statements_table() {
+	printf '| calls | total ms | share | rows | statement |\n| ---: | ---: | ---: | ---: | --- |\n'
+	awk -F'\t' '{ gsub(/\|/, "\\|", $5); printf "| %s | %s | %s %% | %s | `%s` |\n", $1, $2, $3, $4, $5 }' "$1"
 }
 
 rate() { echo "scale=0; $1 / $2" | bc -l; }
@@ -106,11 +133,17 @@ reset_all() {
 for ((run = 1; run <= RUNS; run++)); do
 	bench_say "run $run of $RUNS"
 	reset_all
+	[ "$run" != "$RUNS" ] || psql_admin -c 'SELECT pg_stat_statements_reset()' >/dev/null
 	worker_run "$TMP/main.csv" "kind=csv&collection=bench" "$ROWS" bench
+	[ "$run" != "$RUNS" ] || top_statements bench_worker >"$OUT/raw/import-statements-worker.tsv"
+	record "CPU during the worker's import: importer-worker" "$W_WKCPU" cores
+	record "CPU during the worker's import: PostgreSQL" "$W_PGCPU" cores
 	record "upload ${MAIN_MB} MB csv through the gateway (8 MiB chunks)" \
 		"$(echo "scale=1; $MAIN_BYTES / 1000000 / $W_UP" | bc -l)" "MB/s"
 	record "worker: csv upsert, $ROWS rows, default batch" "$(rate "$ROWS" "$W_SECS")" records/s
+	[ "$run" != "$RUNS" ] || psql_admin -c 'SELECT pg_stat_statements_reset()' >/dev/null
 	ref=$(reference_run "$W_ID")
+	[ "$run" != "$RUNS" ] || top_statements postgres >"$OUT/raw/import-statements-reference.tsv"
 	n=$(psql_admin -c 'SELECT count(*) FROM bench_ref.records')
 	[ "$n" = "$ROWS" ] || bench_die "reference wrote $n records, want $ROWS"
 	record "psql \\copy + INSERT … ON CONFLICT, $ROWS rows" "$(rate "$ROWS" "$ref")" records/s
@@ -146,6 +179,11 @@ reset_all
 	printf 'which is listed apart).\n\n'
 	python3 "$BENCH_LIB_DIR/summarize.py" "$RAW" --bench import --headline "$OUT/headline.tsv" \
 		--target "import, csv upsert ÷ psql \\copy + upsert (ratio)|worker: csv upsert, $ROWS rows, default batch|psql \\copy + INSERT … ON CONFLICT, $ROWS rows|>=|1.0"
+	printf '\nWhere the time goes (last run, `pg_stat_statements`, execution time in the server;\n'
+	printf 'statements of the worker'"'"'s role during its import):\n\n'
+	statements_table "$OUT/raw/import-statements-worker.tsv"
+	printf '\nand of the reference:\n\n'
+	statements_table "$OUT/raw/import-statements-reference.tsv"
 	printf '\n'
 } >"$OUT/1-import_throughput.md"
 bench_say "done: $OUT/1-import_throughput.md"

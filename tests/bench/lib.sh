@@ -195,8 +195,30 @@ bench_cluster() {
 		bench_say "starting a throwaway PostgreSQL cluster"
 		bench_start_cluster "$dir"
 	fi
+	PG_DIR=$dir
 	# shellcheck source=/dev/null
 	. "$dir/urls.env"
+}
+
+# The postmaster's pid (for CPU accounting of the cluster's processes).
+postmaster_pid() {
+	(
+		# shellcheck source=/dev/null
+		. "$PG_DIR/pg.env"
+		head -n 1 "$PGSH_DATA/postmaster.pid"
+	)
+}
+
+# cpu_ticks PID...: user+system clock ticks used so far by these processes.
+cpu_ticks() {
+	local p t=0 f a
+	for p in "$@"; do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		# After "(comm) ": state first, utime 12th, stime 13th.
+		read -r -a a <<<"${f##*) }"
+		t=$((t + a[11] + a[12]))
+	done
+	echo "$t"
 }
 
 psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
