@@ -42,7 +42,7 @@ QREF=$BENCH_LIB_DIR/queue_ref.js
 
 bench_cluster
 # The reference queues get their own database on the same cluster.
-psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'DROP DATABASE IF EXISTS bench_queues' \
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'DROP DATABASE IF EXISTS bench_queues' \
 	-c 'CREATE DATABASE bench_queues' >/dev/null
 REF_URL=${SUPER_URL%/postgres}/bench_queues
 node "$QREF" setup "$REF_URL" >"$TMP/setup.log" 2>&1 || bench_die "setup: $(tail -n 5 "$TMP/setup.log")"

@@ -37,10 +37,10 @@ export BENCH_PG_DIR=$TMP/pg BENCH_OUT=$OUT BENCH_SCALE=$SCALE BENCH_RUNS=$RUNS
 # shellcheck source=/dev/null
 . "$TMP/pg/urls.env"
 PG_VERSION=$(psql -X -At "$SUPER_URL" -c 'SHOW server_version')
-PG_SETTINGS=$(psql -X -At -F ' = ' "$SUPER_URL" -c "SELECT name, setting || coalesce(' ' || unit, '')
+PG_SETTINGS=$(psql -X -At -F ' = ' "$SUPER_URL" -c "SELECT name, current_setting(name)
 	FROM pg_settings WHERE source NOT IN ('default', 'override', 'client', 'session')
 	  AND name NOT IN ('lc_messages', 'lc_monetary', 'lc_numeric', 'lc_time', 'log_timezone',
-	                   'TimeZone', 'default_text_search_config', 'datestyle', 'dynamic_shared_memory_type')
+	                   'TimeZone', 'default_text_search_config', 'DateStyle', 'dynamic_shared_memory_type')
 	ORDER BY name")
 
 failed=()

@@ -9,7 +9,7 @@ lib.sh's `record`). Prints a table with, per case, the median, the spread
 
 --target "LABEL|CASE|REF|OP|GOAL" adds a row to a second table: the median of
 CASE divided by the median of REF (or the median of CASE itself when REF is
-empty), compared with GOAL by OP (">=" or "<="). With --headline, each such
+empty), compared with GOAL by OP (">=" or "<="; an empty GOAL only reports). With --headline, each such
 row is also appended to FILE as "bench<TAB>label<TAB>value<TAB>goal<TAB>met"
 for the README's headline table.
 """
@@ -74,8 +74,9 @@ def main():
     out.write("\n| target | measured | goal | met |\n| --- | ---: | ---: | --- |\n")
     for spec in args.target:
         label, case, ref, op, goal = spec.split("|")
+        goal_s = f"{op} {goal}" if goal else "—"
         if case not in cases or (ref and ref not in cases):
-            out.write(f"| {label} | not measured | {op} {goal} | no |\n")
+            out.write(f"| {label} | not measured | {goal_s} | no |\n")
             value_s, met = "not measured", "no"
         else:
             value = statistics.median(cases[case]["values"])
@@ -84,12 +85,15 @@ def main():
                 value_s = f"{value:.2f} ×"
             else:
                 value_s = f"{fmt(value)} {cases[case]['unit']}"
-            g = float(goal)
-            met = "yes" if (value >= g if op == ">=" else value <= g) else "**no**"
-            out.write(f"| {label} | {value_s} | {op} {goal} | {met} |\n")
+            if goal:
+                g = float(goal)
+                met = "yes" if (value >= g if op == ">=" else value <= g) else "**no**"
+            else:
+                met = "(no target)"
+            out.write(f"| {label} | {value_s} | {goal_s} | {met} |\n")
         if args.headline:
             with open(args.headline, "a", encoding="utf-8") as h:
-                h.write(f"{args.bench}\t{label}\t{value_s}\t{op} {goal}\t{met}\n")
+                h.write(f"{args.bench}\t{label}\t{value_s}\t{goal_s}\t{met}\n")
 
 
 if __name__ == "__main__":
