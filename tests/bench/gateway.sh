@@ -5,16 +5,43 @@
 # one implicit transaction), over as many connections as the gateway's pool
 # (IMPORTER_DB_POOL, default 4): the database's ceiling for that route.
 #
-# Not measured here yet: SSE fan-out to 1,000 / 10,000 / 19,000 streams next
-# to nginx + nchan (see BENCHMARKS.md).
+# SSE fan-out: sse_fanout.c (a libevent client of ours, built here with cc)
+# holds N streams of one job (GET /api/jobs/{id}/events) spread over
+# processes of at most 2,500 streams and source addresses 127.0.0.2-.9; once
+# all are open, one UPDATE of the job's current_step is committed, and every
+# stream notes when the new state reached it. Measured: the gateway's RSS
+# with N streams open, its CPU per delivered event, and the delay from the
+# UPDATE (clock_timestamp() of the row change, just before its commit) to
+# each stream, p50/p99. Side by side: nginx + Debian's libnginx-mod-nchan
+# (one worker process, an EventSource subscriber location, a publisher
+# location; delay from just before the publishing curl starts).
 #
-# Environment: BENCH_SCALE (small: 3 s per measurement; full: 10 s),
-# BENCH_RUNS (3), BENCH_WRK_CONNECTIONS (64).
+# Environment: BENCH_SCALE (small: 3 s per wrk/pgbench measurement, 200 and
+# 1,000 streams; full: 10 s, 1,000 / 10,000 / 19,000 streams), BENCH_RUNS (3),
+# BENCH_WRK_CONNECTIONS (64), BENCH_FANOUT_STREAMS, BENCH_FANOUT_RUNS
+# (default BENCH_RUNS).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_init gateway
 for tool in wrk pgbench; do command -v "$tool" >/dev/null 2>&1 || bench_die "$tool not found (apt-get install $tool)"; done
-if [ "$SCALE" = full ]; then DUR=10; else DUR=3; fi
+if [ "$SCALE" = full ]; then
+	DUR=10
+	STREAMS=${BENCH_FANOUT_STREAMS:-1000 10000 19000}
+else
+	DUR=3
+	STREAMS=${BENCH_FANOUT_STREAMS:-200 1000}
+fi
+FANOUT_RUNS=${BENCH_FANOUT_RUNS:-$RUNS}
+PER_PROC=2500
+NGINX=/usr/sbin/nginx
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+for f in "$NGINX" "$NCHAN_MODULE"; do
+	[ -e "$f" ] || bench_die "$f not found (apt-get install libnginx-mod-nchan)"
+done
+command -v cc >/dev/null 2>&1 || bench_die "cc not found"
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror \
+	-o "$TMP/sse_fanout" "$BENCH_LIB_DIR/sse_fanout.c" -levent 2>"$TMP/cc.log" ||
+	bench_die "sse_fanout.c does not build: $(cat "$TMP/cc.log")"
 CONNS=${BENCH_WRK_CONNECTIONS:-64}
 POOL=4
 USER_ID=6d2e4f1a-8b3c-4d5e-9f60-7a8b9c0d1e2f
@@ -67,6 +94,114 @@ for ((run = 1; run <= RUNS; run++)); do
 	record "pgbench latency average" "$(awk '/^latency average/ { print $4 }' "$TMP/pgbench.txt")" ms
 done
 
+# ---- SSE fan-out --------------------------------------------------------------
+
+# nginx + nchan, one worker, in the scratch directory.
+NPORT=$(free_port)
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+load_module $NCHAN_MODULE;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 20000; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/nginx/body;
+	proxy_temp_path $TMP/nginx/proxy;
+	fastcgi_temp_path $TMP/nginx/fastcgi;
+	uwsgi_temp_path $TMP/nginx/uwsgi;
+	scgi_temp_path $TMP/nginx/scgi;
+	server {
+		listen 127.0.0.1:$NPORT;
+		location = /pub { nchan_publisher; nchan_channel_id bench; }
+		location = /sub { nchan_subscriber eventsource; nchan_channel_id bench; }
+	}
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx.log" &
+NGINX_PID=$!
+BENCH_PIDS+=("$NGINX_PID")
+for ((i = 0; i < 100; i++)); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X POST -d hello "http://127.0.0.1:$NPORT/pub")" = 000 ] || break
+	kill -0 "$NGINX_PID" 2>/dev/null || bench_die "nginx exited: $(cat "$TMP/nginx.log" "$TMP/nginx/error.log" 2>/dev/null)"
+	sleep 0.1
+done
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -n 1)
+[ -n "$NGINX_WORKER" ] || bench_die "no nginx worker process"
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
+
+# fanout SYSTEM N: one measurement; records RSS, CPU per event, delay p50/p99.
+fanout() {
+	local sys=$1 n=$2 procs k conns left marker port path token t0 cpu0 cpu1 pid ready closed deadline p hz
+	local pids=()
+	hz=$(getconf CLK_TCK)
+	marker=bench-mark-$sys-$n-$RANDOM$RANDOM
+	if [ "$sys" = gateway ]; then
+		pid=$GW_PID port=${HTTP_BASE##*:} path=/api/jobs/$FJOB/events token=$TOKEN
+	else
+		pid=$NGINX_WORKER port=$NPORT path=/sub token=-
+	fi
+	procs=$(((n + PER_PROC - 1) / PER_PROC))
+	left=$n
+	rm -f "$TMP"/fan-*.status "$TMP"/fan-*.out
+	for ((k = 0; k < procs; k++)); do
+		conns=$((left / (procs - k)))
+		left=$((left - conns))
+		"$TMP/sse_fanout" "$port" "$path" "$token" "$conns" 2 8 "$marker" \
+			"$TMP/fan-$k.status" "$TMP/fan-$k.out" 180 2>"$TMP/fan-$k.log" &
+		pids+=("$!")
+		BENCH_PIDS+=("$!")
+	done
+	deadline=$((SECONDS + 120))
+	while :; do
+		# (A client writes its status file once it has opened its streams.)
+		ready=$(cat "$TMP"/fan-*.status 2>/dev/null | awk '{ r += $2 } END { print r + 0 }' || true)
+		closed=$(cat "$TMP"/fan-*.status 2>/dev/null | awk '{ c += $4 } END { print c + 0 }' || true)
+		[ "$closed" = 0 ] || bench_die "$sys: $closed of $n streams closed before the event: $(tail -q -n 2 "$TMP"/fan-*.log)"
+		[ "$ready" -lt "$n" ] || break
+		[ "$SECONDS" -lt "$deadline" ] || bench_die "$sys: only $ready of $n streams open after 120 s"
+		sleep 0.2
+	done
+	record "$sys: RSS with $n streams open" "$(rss_mib "$pid")" MiB
+	cpu0=$(cpu_ticks "$pid")
+	if [ "$sys" = gateway ]; then
+		t0=$(psql_admin -c "UPDATE importer.import_jobs SET current_step = '$marker' WHERE id = '$FJOB'
+		                    RETURNING (extract(epoch FROM clock_timestamp()) * 1e9)::bigint")
+	else
+		t0=$(date +%s%N)
+		curl -sf -o /dev/null --max-time 10 -X POST --data "$marker" "http://127.0.0.1:$NPORT/pub" ||
+			bench_die "nchan publish failed"
+	fi
+	for p in "${pids[@]}"; do
+		wait "$p" || bench_die "$sys: not every stream got the event: $(cat "$TMP"/fan-*.status)"
+	done
+	cpu1=$(cpu_ticks "$pid")
+	record "$sys: CPU per delivered event, $n streams" \
+		"$(echo "scale=2; ($cpu1 - $cpu0) * 1000000 / $hz / $n" | bc -l)" µs
+	cat "$TMP"/fan-*.out | awk -v t0="$t0" '{ printf "%.3f\n", ($1 - t0) / 1e6 }' >"$TMP/delays.txt"
+	[ "$(wc -l <"$TMP/delays.txt")" = "$n" ] || bench_die "$sys: $(wc -l <"$TMP/delays.txt") delays for $n streams"
+	record "$sys: delivery delay p50, $n streams" "$(percentile "$TMP/delays.txt" 50)" ms
+	record "$sys: delivery delay p99, $n streams" "$(percentile "$TMP/delays.txt" 99)" ms
+}
+
+# No worker runs here: this job stays pending, its streams stay open.
+FJOB=$(curl -sf --max-time 10 -X POST -H "Authorization: Bearer $TOKEN" \
+	"$HTTP_BASE/api/jobs?kind=noop" | jq -r .id)
+[ -n "$FJOB" ] && [ "$FJOB" != null ] || bench_die "could not submit the fan-out job"
+for ((run = 1; run <= FANOUT_RUNS; run++)); do
+	for n in $STREAMS; do
+		bench_say "fan-out run $run of $FANOUT_RUNS: $n streams"
+		fanout gateway "$n"
+		fanout nchan "$n"
+	done
+done
+
+big=10000
+case " $STREAMS " in *" 10000 "*) ;; *) big=${STREAMS##* } ;; esac
 {
 	printf '## 5. Gateway\n\n'
 	printf '`wrk -t2 -c%s -d%ss` on `GET /api/jobs/{id}` (JWT check, identity, one job query)\n' "$CONNS" "$DUR"
@@ -74,9 +209,24 @@ done
 	printf 'running the same two statements pipelined in one implicit transaction over %s\n' "$POOL"
 	printf 'connections (`-M extended`, the ceiling of the route). wrk, pgbench, the gateway\n'
 	printf 'and PostgreSQL share the same 2 cores.\n\n'
-	python3 "$BENCH_LIB_DIR/summarize.py" "$RAW" --bench gateway --headline "$OUT/headline.tsv" \
+	grep -v -e '^gateway: ' -e '^nchan: ' "$RAW" >"$TMP/http.tsv" || true
+	grep -e '^gateway: ' -e '^nchan: ' "$RAW" >"$TMP/fanout.tsv" || true
+	python3 "$BENCH_LIB_DIR/summarize.py" "$TMP/http.tsv" --bench gateway --headline "$OUT/headline.tsv" \
 		--target "GET /api/jobs/{id} ÷ pgbench ceiling|gateway GET /api/jobs/{id} (wrk, $CONNS connections)|pgbench, the same SQL, $POOL connections|>=|"
-	printf '\nNot measured yet: SSE fan-out (1,000 / 10,000 / 19,000 streams, RSS, CPU per\n'
-	printf 'delivered event, delivery delay) next to nginx + nchan; see the issue.\n\n'
+	printf '\nSSE fan-out: N streams of one job held by `sse_fanout` processes (at most %s\n' "$PER_PROC"
+	printf 'streams each, source addresses 127.0.0.2–.9); once all are open one event is\n'
+	printf 'published: for the gateway an `UPDATE` of the job'"'"'s `current_step` (delay measured\n'
+	printf 'from `clock_timestamp()` at the row change, just before the commit); for nginx +\n'
+	printf 'nchan (one worker, `nchan_subscriber eventsource`) a `POST` to its publisher location\n'
+	printf '(delay from just before curl starts). RSS is the serving process'"'"'s `VmRSS` with the\n'
+	printf 'streams open (nginx: its one worker); CPU is that process'"'"'s user + system time from\n'
+	printf 'the publish until every stream had the event, divided by N (clock ticks of 10 ms,\n'
+	printf 'so coarse at small N). %s run(s) per size.\n\n' "$FANOUT_RUNS"
+	python3 "$BENCH_LIB_DIR/summarize.py" "$TMP/fanout.tsv" --bench "SSE fan-out" --headline "$OUT/headline.tsv" \
+		--target "gateway RSS, $big streams (MiB)|gateway: RSS with $big streams open||<=|100" \
+		--target "gateway delay p99, $big streams (ms)|gateway: delivery delay p99, $big streams||<=|120" \
+		--target "gateway RSS ÷ nchan RSS, $big streams|gateway: RSS with $big streams open|nchan: RSS with $big streams open|<=|" \
+		--target "gateway delay p99 ÷ nchan, $big streams|gateway: delivery delay p99, $big streams|nchan: delivery delay p99, $big streams|<=|"
+	printf '\n'
 } >"$OUT/5-gateway.md"
 bench_say "done: $OUT/5-gateway.md"

@@ -11,6 +11,11 @@
 # (gateway runs when tests/bench/gateway.sh exists). A failing benchmark is
 # reported in BENCHMARKS.md and makes the run exit 1; the others still run.
 #
+# Needs, beyond what tests/run.sh needs (tests/deps.txt): Debian packages wrk,
+# nginx + libnginx-mod-nchan (apt-get install -y wrk libnginx-mod-nchan), and
+# npm registry access (queue_overhead.sh npm-installs Graphile Worker and
+# pg-boss into a temporary directory). Each script names what it misses.
+#
 # Environment: BENCH_SCALE=small (a smoke test of a few minutes) or full
 # (default), BENCH_RUNS (3), BENCH_ONLY="name ..." (a subset), BENCH_OUT
 # (raw results; default build/bench), BENCH_WRITE=0 (do not touch

@@ -1,0 +1,252 @@
+/* sse_fanout.c -- an SSE load client for tests/bench/gateway.sh.
+ *
+ * Opens CONNS streams (GET PATH on 127.0.0.1:PORT), each from a local address
+ * 127.0.0.(FIRST + i % COUNT) so that more streams fit than one source
+ * address has ephemeral ports, and keeps them open. Writes "ready N" to
+ * STATUS once N streams answered 200. Then, for every stream, notes the
+ * CLOCK_REALTIME at which MARKER first appears in what it received, and
+ * writes those times (nanoseconds, one per line) to OUT once every stream
+ * saw it, or when TIMEOUT seconds have passed, or on SIGTERM; then exits
+ * (0 when every stream saw the marker).
+ *
+ * usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT
+ * (TOKEN "-" sends no Authorization header.)
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct stream {
+	struct client *c;      /* borrowed */
+	struct bufferevent *bev; /* owned */
+	bool ok;               /* answered 200 */
+	bool closed;
+	int64_t seen_ns;       /* when the marker arrived, 0 = not yet */
+};
+
+struct client {
+	struct event_base *base;
+	struct stream *streams;
+	int n, ready, seen, closed;
+	const char *marker, *status_path, *out_path;
+	char request[4096];
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void write_status(struct client *c)
+{
+	FILE *f = fopen(c->status_path, "w");
+
+	if (f == NULL)
+		return;
+	fprintf(f, "ready %d closed %d seen %d\n", c->ready, c->closed, c->seen);
+	fclose(f);
+}
+
+static void finish(struct client *c)
+{
+	FILE *f = fopen(c->out_path, "w");
+
+	if (f != NULL) {
+		for (int i = 0; i < c->n; i++)
+			if (c->streams[i].seen_ns != 0)
+				fprintf(f, "%lld\n", (long long)c->streams[i].seen_ns);
+		fclose(f);
+	}
+	write_status(c);
+	event_base_loopbreak(c->base);
+}
+
+static void close_stream(struct stream *s)
+{
+	if (s->closed)
+		return;
+	s->closed = true;
+	s->c->closed++;
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	write_status(s->c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct stream *s = arg;
+	struct client *c = s->c;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t mlen = strlen(c->marker), len;
+	struct evbuffer_ptr p;
+
+	if (!s->ok) {
+		unsigned char *head = evbuffer_pullup(in, 12);
+
+		if (head == NULL)
+			return;
+		if (memcmp(head, "HTTP/1.1 200", 12) != 0) {
+			close_stream(s);
+			return;
+		}
+		s->ok = true;
+		if (++c->ready == c->n || c->ready % 500 == 0)
+			write_status(c);
+	}
+	if (s->seen_ns == 0) {
+		p = evbuffer_search(in, c->marker, mlen, NULL);
+		if (p.pos >= 0) {
+			s->seen_ns = now_ns();
+			if (++c->seen == c->n)
+				finish(c);
+		}
+	}
+	/* Keep only a tail that may hold the start of a split marker. */
+	len = evbuffer_get_length(in);
+	if (len > mlen)
+		evbuffer_drain(in, len - mlen);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct stream *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		bufferevent_write(s->bev, s->c->request, strlen(s->c->request));
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		close_stream(s);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	finish(arg);
+}
+
+static int open_stream(struct client *c, struct stream *s, int port, int src)
+{
+	struct sockaddr_in local = {0}, remote = {0};
+	evutil_socket_t fd;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	local.sin_family = AF_INET;
+	local.sin_addr.s_addr = htonl(0x7f000000u | (unsigned)src);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+	/* Pick the port at connect(), per destination: more streams per address. */
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &(int){1}, sizeof(int));
+#endif
+	if (bind(fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
+	    evutil_make_socket_nonblocking(fd) != 0) {
+		close(fd);
+		return -1;
+	}
+	s->c = c;
+	s->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
+		return -1;
+	}
+	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+	bufferevent_enable(s->bev, EV_READ);
+	remote.sin_family = AF_INET;
+	remote.sin_port = htons((uint16_t)port);
+	remote.sin_addr.s_addr = htonl(0x7f000001u);
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&remote, sizeof(remote)) != 0) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct client c = {0};
+	struct event *stop_ev, *term_ev, *int_ev;
+	struct timeval tv = {0, 0};
+	int port, first, count, rc;
+
+	if (argc != 11) {
+		fputs("usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT\n",
+		      stderr);
+		return 2;
+	}
+	port = atoi(argv[1]);
+	c.n = atoi(argv[4]);
+	first = atoi(argv[5]);
+	count = atoi(argv[6]);
+	c.marker = argv[7];
+	c.status_path = argv[8];
+	c.out_path = argv[9];
+	tv.tv_sec = atoi(argv[10]);
+	if (port <= 0 || c.n <= 0 || first < 1 || count < 1 || first + count > 255 || !*c.marker) {
+		fputs("sse_fanout: bad arguments\n", stderr);
+		return 2;
+	}
+	if (strcmp(argv[3], "-") == 0)
+		rc = snprintf(c.request, sizeof(c.request),
+			      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+			      argv[2]);
+	else
+		rc = snprintf(c.request, sizeof(c.request),
+			      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+			      "Authorization: Bearer %s\r\n\r\n",
+			      argv[2], argv[3]);
+	if (rc < 0 || (size_t)rc >= sizeof(c.request)) {
+		fputs("sse_fanout: request too long\n", stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	c.base = event_base_new();
+	c.streams = calloc((size_t)c.n, sizeof(*c.streams));
+	if (c.base == NULL || c.streams == NULL) {
+		fputs("sse_fanout: out of memory\n", stderr);
+		return 1;
+	}
+	for (int i = 0; i < c.n; i++) {
+		if (open_stream(&c, &c.streams[i], port, first + i % count) != 0) {
+			fprintf(stderr, "sse_fanout: stream %d: %s\n", i, strerror(errno));
+			c.streams[i].closed = true;
+			c.closed++;
+		}
+	}
+	write_status(&c);
+	stop_ev = evtimer_new(c.base, on_stop, &c);
+	term_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
+	int_ev = evsignal_new(c.base, SIGINT, on_stop, &c);
+	evtimer_add(stop_ev, &tv);
+	evsignal_add(term_ev, NULL);
+	evsignal_add(int_ev, NULL);
+	event_base_dispatch(c.base);
+	rc = c.seen == c.n ? 0 : 1;
+	for (int i = 0; i < c.n; i++)
+		if (c.streams[i].bev != NULL)
+			bufferevent_free(c.streams[i].bev);
+	free(c.streams);
+	event_free(stop_ev);
+	event_free(term_ev);
+	event_free(int_ev);
+	event_base_free(c.base);
+	return rc;
+}
