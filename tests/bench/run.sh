@@ -28,6 +28,8 @@ ONLY=${BENCH_ONLY:-$ALL}
 WRITE=${BENCH_WRITE:-1}
 START_TS=$(date -u '+%Y-%m-%d %H:%M UTC')
 START=$SECONDS
+# The knobs this run was given (written into BENCHMARKS.md).
+KNOBS=$(env | grep -E '^(BENCH_|IMPORTER_BUILD_DIR=)' | grep -v -E '^BENCH_(OUT|PG_DIR|NPM_DIR)=' | sort | tr '\n' ' ')
 
 bench_init run
 rm -f "$RAW"
@@ -81,6 +83,7 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 	printf '# Benchmarks\n\n'
 	printf 'Written by `tests/bench/run.sh` (BENCH_SCALE=%s, %s runs per figure) on %s;\n' "$SCALE" "$RUNS" "$START_TS"
 	printf 'the whole run took %s min. Do not edit by hand: rerun the script.\n\n' "$(((SECONDS - START) / 60))"
+	printf 'Settings of this run: `%s` (everything else at the scripts'"'"' defaults).\n\n' "${KNOBS:-defaults}"
 	printf '## Machine\n\n'
 	printf '| | |\n| --- | --- |\n'
 	printf '| CPU | %s, %s cores |\n' "$CPU" "$(nproc)"
