@@ -17,7 +17,9 @@
 # pg-boss into a temporary directory). Each script names what it misses.
 #
 # Environment: BENCH_SCALE=small (a smoke test of a few minutes) or full
-# (default), BENCH_RUNS (3), BENCH_ONLY="name ..." (a subset), BENCH_OUT
+# (default), BENCH_RUNS (3), BENCH_ONLY="name ..." (a subset),
+# BENCH_RESUME=1 (with BENCH_ONLY: rerun those benchmarks and keep the other
+# results of the last run in BENCH_OUT; BENCHMARKS.md says so), BENCH_OUT
 # (raw results; default build/bench), BENCH_WRITE=0 (do not touch
 # BENCHMARKS.md and README.md, e.g. for a smoke test), plus each benchmark's
 # own knobs (see the top of each script).
@@ -33,7 +35,28 @@ KNOBS=$(env | grep -E '^(BENCH_|IMPORTER_BUILD_DIR=)' | grep -v -E '^BENCH_(OUT|
 
 bench_init run
 rm -f "$RAW"
-rm -f "$OUT"/[0-9]-*.md "$OUT/headline.tsv" "$OUT/status.tsv"
+RESUME=${BENCH_RESUME:-0}
+PREV_TS="" PREV_SETTINGS=""
+if [ "$RESUME" = 1 ] && [ -f "$ROOT/BENCHMARKS.md" ] && [ -f "$OUT/status.tsv" ]; then
+	PREV_TS=$(sed -n 's/.* on \([0-9-]* [0-9:]* UTC\)[;,].*/\1/p' "$ROOT/BENCHMARKS.md" | head -n 1)
+	PREV_SETTINGS=$(sed -n 's/^Settings of th[a-z ]*run: `\([^`]*\)`.*/\1/p' "$ROOT/BENCHMARKS.md" | head -n 1)
+	# Drop what the benchmarks about to run will write again.
+	for b in $ONLY; do
+		rm -f "$OUT"/[0-9]-"$b".md
+		case $b in
+		import_throughput) tags=import ;; queue_overhead) tags=queue ;; latency) tags=latency ;;
+		gateway) tags="gateway|SSE fan-out" ;; worker_memory) tags=memory ;; *) tags="" ;;
+		esac
+		awk -F'\t' -v b="$b" '$1 != b' "$OUT/status.tsv" >"$TMP/status" && cat "$TMP/status" >"$OUT/status.tsv"
+		if [ -n "$tags" ] && [ -f "$OUT/headline.tsv" ]; then
+			awk -F'\t' -v re="^($tags)\$" '$1 !~ re' "$OUT/headline.tsv" >"$TMP/headline"
+			cat "$TMP/headline" >"$OUT/headline.tsv"
+		fi
+	done
+else
+	RESUME=0
+	rm -f "$OUT"/[0-9]-*.md "$OUT/headline.tsv" "$OUT/status.tsv"
+fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 mkdir -p "$TMP/pg"
@@ -67,7 +90,8 @@ for b in $ALL; do
 		st="FAILED (exit $?)"
 		failed+=("$b")
 	fi
-	printf '%s\t%s\t%s s, load %s → %s\n' "$b" "$st" "$((SECONDS - t0))" "$l0" "$(load1)" >>"$OUT/status.tsv"
+	printf '%s\t%s\t%s s from %s, load %s → %s\n' "$b" "$st" "$((SECONDS - t0))" \
+		"$(date -u -d "@$(($(date +%s) - SECONDS + t0))" +%H:%M)" "$l0" "$(load1)" >>"$OUT/status.tsv"
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -81,9 +105,17 @@ CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 {
 	printf '# Benchmarks\n\n'
-	printf 'Written by `tests/bench/run.sh` (BENCH_SCALE=%s, %s runs per figure) on %s;\n' "$SCALE" "$RUNS" "$START_TS"
-	printf 'the whole run took %s min. Do not edit by hand: rerun the script.\n\n' "$(((SECONDS - START) / 60))"
-	printf 'Settings of this run: `%s` (everything else at the scripts'"'"' defaults).\n\n' "${KNOBS:-defaults}"
+	if [ "$RESUME" = 1 ]; then
+		printf 'Written by `tests/bench/run.sh` (BENCH_SCALE=%s, %s runs per figure) on %s,\n' "$SCALE" "$RUNS" "${PREV_TS:-an earlier run}"
+		printf 'resumed on %s for: %s (%s min; the status table shows when each ran).\n' "$START_TS" "$ONLY" "$(((SECONDS - START) / 60))"
+		printf 'Do not edit by hand: rerun the script.\n\n'
+		printf 'Settings of the run: `%s`; of the resumption: `%s` (everything else at the\n' "${PREV_SETTINGS:-unknown}" "${KNOBS:-defaults}"
+		printf 'scripts'"'"' defaults). The machine facts below are the resumption'"'"'s.\n\n'
+	else
+		printf 'Written by `tests/bench/run.sh` (BENCH_SCALE=%s, %s runs per figure) on %s;\n' "$SCALE" "$RUNS" "$START_TS"
+		printf 'the whole run took %s min. Do not edit by hand: rerun the script.\n\n' "$(((SECONDS - START) / 60))"
+		printf 'Settings of this run: `%s` (everything else at the scripts'"'"' defaults).\n\n' "${KNOBS:-defaults}"
+	fi
 	printf '## Machine\n\n'
 	printf '| | |\n| --- | --- |\n'
 	printf '| CPU | %s, %s cores |\n' "$CPU" "$(nproc)"
@@ -102,7 +134,7 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 	[ ! -f "$OUT/headline.tsv" ] ||
 		awk -F'\t' '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }' "$OUT/headline.tsv"
 	printf '\n| benchmark | status | time, load avg before → after |\n| --- | --- | --- |\n'
-	awk -F'\t' '{ printf "| %s | %s | %s |\n", $1, $2, $3 }' "$OUT/status.tsv"
+	for b in $ALL; do awk -F'\t' -v b="$b" '$1 == b { printf "| %s | %s | %s |\n", $1, $2, $3 }' "$OUT/status.tsv"; done
 	printf '\n'
 	for f in "$OUT"/[0-9]-*.md; do
 		[ -f "$f" ] || continue

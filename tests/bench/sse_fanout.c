@@ -2,7 +2,10 @@
  *
  * Opens CONNS streams (GET PATH on 127.0.0.1:PORT), each from a local address
  * 127.0.0.(FIRST + i % COUNT) so that more streams fit than one source
- * address has ephemeral ports, and keeps them open. Writes "ready N" to
+ * address has ephemeral ports, and keeps them open. At most OPENING streams
+ * wait for their answer at a time (the gateway answers 503 once more than
+ * its max_queue requests wait for the database, as a burst of thousands of
+ * new streams would make them). Writes "ready N" to
  * STATUS once N streams answered 200. Then, for every stream, notes the
  * CLOCK_REALTIME at which MARKER first appears in what it received, and
  * writes those times (nanoseconds, one per line) to OUT once every stream
@@ -10,6 +13,7 @@
  * (0 when every stream saw the marker).
  *
  * usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT
+ * (OPENING is 100.)
  * (TOKEN "-" sends no Authorization header.)
  */
 #include <arpa/inet.h>
@@ -36,10 +40,13 @@ struct stream {
 	int64_t seen_ns;       /* when the marker arrived, 0 = not yet */
 };
 
+#define OPENING 100
+
 struct client {
 	struct event_base *base;
 	struct stream *streams;
 	int n, ready, seen, closed;
+	int opened, port, first, count; /* streams started so far; where from/to */
 	const char *marker, *status_path, *out_path;
 	char request[4096];
 };
@@ -76,6 +83,9 @@ static void finish(struct client *c)
 	event_base_loopbreak(c->base);
 }
 
+static void open_next(struct client *c);
+static int open_stream(struct client *c, struct stream *s, int port, int src);
+
 static void close_stream(struct stream *s)
 {
 	if (s->closed)
@@ -85,6 +95,8 @@ static void close_stream(struct stream *s)
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	write_status(s->c);
+	if (!s->ok)
+		open_next(s->c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -107,6 +119,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		s->ok = true;
 		if (++c->ready == c->n || c->ready % 500 == 0)
 			write_status(c);
+		open_next(c);
 	}
 	if (s->seen_ns == 0) {
 		p = evbuffer_search(in, c->marker, mlen, NULL);
@@ -133,6 +146,25 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
 		close_stream(s);
+}
+
+/* Starts the next stream, if any is left to start. */
+static void open_next(struct client *c)
+{
+	struct stream *s;
+
+	while (c->opened < c->n) {
+		s = &c->streams[c->opened];
+		if (open_stream(c, s, c->port, c->first + c->opened % c->count) == 0) {
+			c->opened++;
+			return;
+		}
+		fprintf(stderr, "sse_fanout: stream %d: %s\n", c->opened, strerror(errno));
+		s->c = c;
+		s->closed = true;
+		c->closed++;
+		c->opened++;
+	}
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -185,22 +217,23 @@ int main(int argc, char **argv)
 	struct client c = {0};
 	struct event *stop_ev, *term_ev, *int_ev;
 	struct timeval tv = {0, 0};
-	int port, first, count, rc;
+	int rc;
 
 	if (argc != 11) {
 		fputs("usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT\n",
 		      stderr);
 		return 2;
 	}
-	port = atoi(argv[1]);
+	c.port = atoi(argv[1]);
 	c.n = atoi(argv[4]);
-	first = atoi(argv[5]);
-	count = atoi(argv[6]);
+	c.first = atoi(argv[5]);
+	c.count = atoi(argv[6]);
 	c.marker = argv[7];
 	c.status_path = argv[8];
 	c.out_path = argv[9];
 	tv.tv_sec = atoi(argv[10]);
-	if (port <= 0 || c.n <= 0 || first < 1 || count < 1 || first + count > 255 || !*c.marker) {
+	if (c.port <= 0 || c.n <= 0 || c.first < 1 || c.count < 1 || c.first + c.count > 255 ||
+	    !*c.marker) {
 		fputs("sse_fanout: bad arguments\n", stderr);
 		return 2;
 	}
@@ -224,13 +257,8 @@ int main(int argc, char **argv)
 		fputs("sse_fanout: out of memory\n", stderr);
 		return 1;
 	}
-	for (int i = 0; i < c.n; i++) {
-		if (open_stream(&c, &c.streams[i], port, first + i % count) != 0) {
-			fprintf(stderr, "sse_fanout: stream %d: %s\n", i, strerror(errno));
-			c.streams[i].closed = true;
-			c.closed++;
-		}
-	}
+	for (int i = 0; i < OPENING; i++)
+		open_next(&c);
 	write_status(&c);
 	stop_ev = evtimer_new(c.base, on_stop, &c);
 	term_ev = evsignal_new(c.base, SIGTERM, on_stop, &c);
