@@ -23,7 +23,6 @@ case $SCALE in small | full) ;; *) echo "BENCH_SCALE must be small or full" >&2;
 RUNS=${BENCH_RUNS:-3}
 BENCH_PIDS=()
 BENCH_STARTED_PG=0
-BENCH_CLEANUPS=()
 
 bench_say() { printf '[%s] %s: %s\n' "$(date -u +%H:%M:%S)" "$BENCH_NAME" "$*" >&2; }
 bench_die() {
@@ -71,7 +70,6 @@ bench_build() {
 bench_cleanup() {
 	local rc=$? p i alive f
 	trap - EXIT INT TERM
-	for f in "${BENCH_CLEANUPS[@]}"; do "$f" || true; done
 	for p in "${BENCH_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for ((i = 0; i < 150; i++)); do
 		alive=0

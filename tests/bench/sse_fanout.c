@@ -2,18 +2,20 @@
  *
  * Opens CONNS streams (GET PATH on 127.0.0.1:PORT), each from a local address
  * 127.0.0.(FIRST + i % COUNT) so that more streams fit than one source
- * address has ephemeral ports, and keeps them open. At most OPENING streams
- * wait for their answer at a time (the gateway answers 503 once more than
- * its max_queue requests wait for the database, as a burst of thousands of
- * new streams would make them). Writes "ready N" to
+ * address has ephemeral ports, and keeps them open. A stream counts as open
+ * once READY appears in it (after a 200 answer): "HTTP/1.1 200" itself, or
+ * the first event the server sends. At most OPENING streams are opening at a
+ * time (the gateway answers 503 once more than its max_queue requests wait
+ * for the database, as a burst of thousands of new streams would make them;
+ * it sends its 200 before the stream's first query, hence READY). Writes "ready N" to
  * STATUS once N streams answered 200. Then, for every stream, notes the
  * CLOCK_REALTIME at which MARKER first appears in what it received, and
  * writes those times (nanoseconds, one per line) to OUT once every stream
  * saw it, or when TIMEOUT seconds have passed, or on SIGTERM; then exits
  * (0 when every stream saw the marker).
  *
- * usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT
- * (OPENING is 100.)
+ * usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT READY
+ * (OPENING is 50.)
  * (TOKEN "-" sends no Authorization header.)
  */
 #include <arpa/inet.h>
@@ -36,18 +38,19 @@ struct stream {
 	struct client *c;      /* borrowed */
 	struct bufferevent *bev; /* owned */
 	bool ok;               /* answered 200 */
+	bool ready;            /* READY seen */
 	bool closed;
 	int64_t seen_ns;       /* when the marker arrived, 0 = not yet */
 };
 
-#define OPENING 100
+#define OPENING 50
 
 struct client {
 	struct event_base *base;
 	struct stream *streams;
 	int n, ready, seen, closed;
 	int opened, port, first, count; /* streams started so far; where from/to */
-	const char *marker, *status_path, *out_path;
+	const char *marker, *ready_token, *status_path, *out_path;
 	char request[4096];
 };
 
@@ -86,6 +89,16 @@ static void finish(struct client *c)
 static void open_next(struct client *c);
 static int open_stream(struct client *c, struct stream *s, int port, int src);
 
+/* Says why a stream ended early (the first few per process). */
+static void report_close(struct stream *s, const char *why)
+{
+	static int reported;
+
+	if (reported++ < 5)
+		fprintf(stderr, "sse_fanout: a stream ended %s: %s\n",
+			s->ok ? "after its 200" : "before its 200", why);
+}
+
 static void close_stream(struct stream *s)
 {
 	if (s->closed)
@@ -95,7 +108,7 @@ static void close_stream(struct stream *s)
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	write_status(s->c);
-	if (!s->ok)
+	if (!s->ready)
 		open_next(s->c);
 }
 
@@ -104,7 +117,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct stream *s = arg;
 	struct client *c = s->c;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t mlen = strlen(c->marker), len;
+	size_t mlen = strlen(c->marker), rlen = strlen(c->ready_token), keep, len;
 	struct evbuffer_ptr p;
 
 	if (!s->ok) {
@@ -113,10 +126,21 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (head == NULL)
 			return;
 		if (memcmp(head, "HTTP/1.1 200", 12) != 0) {
+			char line[13];
+
+			memcpy(line, head, 12);
+			line[12] = '\0';
+			report_close(s, line);
 			close_stream(s);
 			return;
 		}
 		s->ok = true;
+	}
+	if (!s->ready) {
+		p = evbuffer_search(in, c->ready_token, rlen, NULL);
+		if (p.pos < 0)
+			goto keep_tail;
+		s->ready = true;
 		if (++c->ready == c->n || c->ready % 500 == 0)
 			write_status(c);
 		open_next(c);
@@ -129,10 +153,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 				finish(c);
 		}
 	}
-	/* Keep only a tail that may hold the start of a split marker. */
+keep_tail:
+	/* Keep only a tail that may hold the start of a split token. */
+	keep = mlen > rlen ? mlen : rlen;
 	len = evbuffer_get_length(in);
-	if (len > mlen)
-		evbuffer_drain(in, len - mlen);
+	if (len > keep)
+		evbuffer_drain(in, len - keep);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -144,8 +170,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		bufferevent_write(s->bev, s->c->request, strlen(s->c->request));
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		report_close(s, (what & BEV_EVENT_EOF) ? "closed by the server"
+				: evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		close_stream(s);
+	}
 }
 
 /* Starts the next stream, if any is left to start. */
@@ -219,8 +248,9 @@ int main(int argc, char **argv)
 	struct timeval tv = {0, 0};
 	int rc;
 
-	if (argc != 11) {
-		fputs("usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT\n",
+	if (argc != 12) {
+		fputs("usage: sse_fanout PORT PATH TOKEN CONNS FIRST COUNT MARKER STATUS OUT TIMEOUT "
+		      "READY\n",
 		      stderr);
 		return 2;
 	}
@@ -232,8 +262,9 @@ int main(int argc, char **argv)
 	c.status_path = argv[8];
 	c.out_path = argv[9];
 	tv.tv_sec = atoi(argv[10]);
+	c.ready_token = argv[11];
 	if (c.port <= 0 || c.n <= 0 || c.first < 1 || c.count < 1 || c.first + c.count > 255 ||
-	    !*c.marker) {
+	    !*c.marker || !*c.ready_token) {
 		fputs("sse_fanout: bad arguments\n", stderr);
 		return 2;
 	}
