@@ -846,12 +846,21 @@ static int write_progress(struct import *im, bool and_commit, bool *ended, char 
 		/* Announce progress at most every PROGRESS_NOTIFY_MS (see 0007). */
 		bool quiet = and_commit && im->announced_once &&
 			     seconds_since(&im->announced) * 1000 < PROGRESS_NOTIFY_MS;
+		const char *quiet_param[] = {quiet ? "on" : "off"};
+		/* A batch in the middle of a job commits without waiting for its
+		 * WAL flush: if the server crashes before the flush, the batch's
+		 * records and its checkpoint are lost together and the job
+		 * redoes it from the previous checkpoint (the file is stored).
+		 * The job's last step, which ends it, commits durably. */
 		const struct pgconn_stmt all[] = {
-			{.sql = "SELECT set_config('importer.quiet_progress', 'on', true)"},
+			{.sql = "SELECT set_config('synchronous_commit', 'off', true),"
+				" set_config('importer.quiet_progress', $1, true)",
+			 .nparams = 1,
+			 .params = quiet_param},
 			{.sql = sql_progress, .nparams = 10, .params = params},
 			{.sql = "COMMIT"}};
-		const struct pgconn_stmt *stmts = quiet ? all : all + 1;
-		int n = (quiet ? 1 : 0) + (and_commit ? 2 : 1);
+		const struct pgconn_stmt *stmts = and_commit ? all : all + 1;
+		int n = and_commit ? 3 : 1;
 		PGresult *res[3];
 
 		rc = pgconn_pipeline(im->conn, stmts, n, res, err, errlen);
