@@ -86,18 +86,9 @@ for tool in psql python3; do
 done
 
 # ---- a private cluster on a free port -------------------------------------------
-port=$((56000 + RANDOM % 4000))
-for ((tries = 0; ; tries++)); do
-	[ "$tries" -lt 50 ] || die "no free port for PostgreSQL"
-	rc=0
-	"$PG" --fast start "$PGDIR" "$port" 2>"$TMP/pgstart.err" || rc=$?
-	[ "$rc" -ne 3 ] || {
-		port=$((port + 1))
-		continue
-	}
-	[ "$rc" -eq 0 ] || die "pg.sh start failed (exit $rc): $(cat "$TMP/pgstart.err")"
-	break
-done
+# shellcheck source=tests/e2e/lib.sh
+. "$ROOT/tests/e2e/lib.sh"
+e2e_start_cluster "$PG" "$PGDIR" "$TMP"
 SUPER_URL=$("$PG" url "$PGDIR")
 ADMIN_URL=${SUPER_URL%/postgres}/importer
 psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
