@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$ROOT/tests/e2e/lib.sh"
 BUILD=${IMPORTER_BUILD_DIR:?IMPORTER_BUILD_DIR is not set (run through tests/run.sh)}
 PG=$ROOT/deploy/local/pg.sh
 WORKER=$BUILD/worker/importer-worker
@@ -60,12 +62,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	if [ "$rc" -ne 0 ] || [ "$failures" -gt 0 ]; then
-		for f in "$TMP"/gateway.log "$TMP"/worker.log; do
-			[ -s "$f" ] || continue
-			printf -- '---- last lines of %s (warnings and errors first) ----\n' "${f##*/}" >&2
-			grep -E '"level":"(warn|error)"|Sanitizer|runtime error' "$f" | tail -n 20 >&2 || true
-			tail -n 10 "$f" >&2
-		done
+		e2e_dump_logs 10 "$TMP"/gateway.log "$TMP"/worker.log
 		[ "$rc" -ne 0 ] || rc=1
 	fi
 	"$PG" destroy "$PGDIR" >/dev/null 2>&1 || true
@@ -85,8 +82,6 @@ for tool in psql python3; do
 done
 
 # ---- a private cluster on a free port -------------------------------------------
-# shellcheck source=tests/e2e/lib.sh
-. "$ROOT/tests/e2e/lib.sh"
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
 SUPER_URL=$("$PG" url "$PGDIR")
 ADMIN_URL=${SUPER_URL%/postgres}/importer

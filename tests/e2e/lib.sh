@@ -20,3 +20,16 @@ e2e_start_cluster() {
 		return 0
 	done
 }
+
+# e2e_dump_logs N FILE...: for each non-empty FILE, prints to stderr its
+# warning, error and sanitizer lines (the last 20), then its last N lines.
+e2e_dump_logs() {
+	local n=$1 f
+	shift
+	for f in "$@"; do
+		[ -s "$f" ] || continue
+		printf -- '---- last lines of %s (warnings and errors first) ----\n' "${f##*/}" >&2
+		grep -E '"level":"(warn|error)"|Sanitizer|runtime error' "$f" | tail -n 20 >&2 || true
+		tail -n "$n" "$f" >&2
+	done
+}

@@ -28,6 +28,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$ROOT/tests/e2e/lib.sh"
 BUILD=${IMPORTER_BUILD_DIR:?IMPORTER_BUILD_DIR is not set (run through tests/run.sh)}
 PG=$ROOT/deploy/local/pg.sh
 WORKER=$BUILD/worker/importer-worker
@@ -66,13 +68,7 @@ die() {
 }
 
 show_logs() {
-	local f
-	for f in "$TMP"/gateway.log "$TMP"/worker1.log "$TMP"/worker2.log; do
-		[ -s "$f" ] || continue
-		printf -- '---- last lines of %s (warnings and errors first) ----\n' "${f##*/}" >&2
-		grep -E '"level":"(warn|error)"|AddressSanitizer|runtime error' "$f" | tail -n 20 >&2 || true
-		tail -n 15 "$f" >&2
-	done
+	e2e_dump_logs 15 "$TMP"/gateway.log "$TMP"/worker1.log "$TMP"/worker2.log
 	if [ -f "$PGDIR/pg.env" ]; then
 		printf -- '---- last lines of the PostgreSQL log ----\n' >&2
 		# shellcheck source=/dev/null
@@ -120,8 +116,6 @@ for tool in curl jq psql python3; do
 done
 
 # ---- a private cluster on a free port -------------------------------------------
-# shellcheck source=tests/e2e/lib.sh
-. "$ROOT/tests/e2e/lib.sh"
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
 PG_PORT=$port
 SUPER_URL=$("$PG" url "$PGDIR")

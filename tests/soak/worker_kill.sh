@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$ROOT/tests/e2e/lib.sh"
 BUILD=${IMPORTER_BUILD_DIR:-$ROOT/build/test}
 PG=$ROOT/deploy/local/pg.sh
 WORKER=$BUILD/worker/importer-worker
@@ -65,8 +67,6 @@ trap 'exit 143' TERM
 [ -x "$WORKER" ] || die "$WORKER not found (build first, or set IMPORTER_BUILD_DIR)"
 command -v psql >/dev/null 2>&1 || die "psql not found"
 
-# shellcheck source=tests/e2e/lib.sh
-. "$ROOT/tests/e2e/lib.sh"
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
 SUPER_URL=$("$PG" url "$PGDIR")
 ADMIN_URL=${SUPER_URL%/postgres}/importer
