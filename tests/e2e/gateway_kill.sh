@@ -49,18 +49,9 @@ die() {
 	exit 1
 }
 cleanup() {
-	local rc=$? p f i alive
+	local rc=$?
 	trap - EXIT INT TERM
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for ((i = 0; i < 150; i++)); do
-		alive=0
-		for p in "${PIDS[@]}"; do
-			if kill -0 "$p" 2>/dev/null; then alive=1; fi
-		done
-		[ "$alive" = 1 ] || break
-		sleep 0.1
-	done
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	e2e_stop_pids "${PIDS[@]}"
 	wait 2>/dev/null || true
 	if [ "$rc" -ne 0 ] || [ "$failures" -gt 0 ]; then
 		e2e_dump_logs 10 "$TMP"/gateway1.log "$TMP"/gateway2.log "$TMP"/worker.log

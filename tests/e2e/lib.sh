@@ -33,3 +33,19 @@ e2e_dump_logs() {
 		tail -n "$n" "$f" >&2
 	done
 }
+
+# e2e_stop_pids PID...: SIGTERM to each, up to 15 s for all of them to exit,
+# then SIGKILL to what is left (cleanup paths: never hangs).
+e2e_stop_pids() {
+	local p i alive
+	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+	for ((i = 0; i < 150; i++)); do
+		alive=0
+		for p in "$@"; do
+			if kill -0 "$p" 2>/dev/null; then alive=1; fi
+		done
+		[ "$alive" = 1 ] || break
+		sleep 0.1
+	done
+	for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+}
