@@ -24,7 +24,10 @@
 # n_tup_upd of importer.records), n_dead_tup, n_live_tup and
 # pg_total_relation_size of import_jobs, import_logs, import_errors,
 # import_file_chunks and records, the mean time of the claim statements from
-# pg_stat_statements (claim_job, complete_noops) over the interval, the oldest
+# pg_stat_statements (claim_job, complete_noops) over the interval and the
+# shared buffers each call touched (a cost the machine's load does not blur:
+# with pg_stat_statements.track = top, a function call's own statements count
+# in it), the oldest
 # transaction's xmin age, the pending queue, the load average.
 #
 # Output in CHURN_OUT (default build/churn): <run>.samples.tsv (raw, cumulative),
@@ -148,7 +151,7 @@ rm -f "$TMP/long.csv"
 # seconds, the previous sample's t) by completed_at -- the driver prunes them
 # only CHURN_RETAIN_SECONDS later; the other counters are cumulative
 # (churn_report.py takes their deltas).
-SAMPLE_COLUMNS="t load1 pending noop_done tiny_done long_done records_written claim_calls claim_ms noops_calls noops_ms xmin_age"
+SAMPLE_COLUMNS="t load1 pending noop_done tiny_done long_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age"
 TABLES="import_jobs import_logs import_errors import_file_chunks records"
 for tb in $TABLES; do SAMPLE_COLUMNS="$SAMPLE_COLUMNS ${tb}_dead ${tb}_live ${tb}_bytes"; done
 sample() {
@@ -167,8 +170,10 @@ sample() {
 		       (SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE relid = 'importer.records'::regclass),
 		       (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%importer.claim_job(%'),
 		       (SELECT round(coalesce(sum(total_exec_time), 0)::numeric, 3) FROM pg_stat_statements WHERE query LIKE '%importer.claim_job(%'),
+		       (SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements WHERE query LIKE '%importer.claim_job(%'),
 		       (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%importer.complete_noops(%'),
 		       (SELECT round(coalesce(sum(total_exec_time), 0)::numeric, 3) FROM pg_stat_statements WHERE query LIKE '%importer.complete_noops(%'),
+		       (SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements WHERE query LIKE '%importer.complete_noops(%'),
 		       (SELECT coalesce(max(age(backend_xmin)), 0) FROM pg_stat_activity WHERE datname = current_database())
 		       $cols
 		FROM importer.import_jobs j
@@ -240,7 +245,7 @@ run_one() {
 			line=$(sample "$since")
 			since=${line%%$'\t'*}
 			printf '%s\t%s\n' "$line" "$phase" >>"$file"
-			bench_say "$name: $(tail -n 1 "$file" | awk -F'\t' '{ printf "t+%ds pending %s noop %s tiny %s long %s records %s xmin_age %s load %s", '"$el"', $3, $4, $5, $6, $7, $12, $2 }')"
+			bench_say "$name: $(tail -n 1 "$file" | awk -F'\t' '{ printf "t+%ds pending %s noop %s tiny %s long %s records %s xmin_age %s load %s", '"$el"', $3, $4, $5, $6, $7, $14, $2 }')"
 			[ "$el" -lt "$total" ] || break
 			next=$((next + INTERVAL))
 		fi

@@ -49,6 +49,11 @@ def series(rows):
             "records_s": (b["records_written"] - a["records_written"]) / dt,
             "claim_ms": per_ms(b["claim_ms"] - a["claim_ms"], b["claim_calls"] - a["claim_calls"]),
             "noops_ms": per_ms(b["noops_ms"] - a["noops_ms"], b["noops_calls"] - a["noops_calls"]),
+            # shared buffers per call (absent from samples of older runs)
+            "claim_blks": per_ms(b.get("claim_blks", 0) - a.get("claim_blks", 0),
+                                 b["claim_calls"] - a["claim_calls"]) if "claim_blks" in b else None,
+            "noops_blks": per_ms(b.get("noops_blks", 0) - a.get("noops_blks", 0),
+                                 b["noops_calls"] - a["noops_calls"]) if "noops_blks" in b else None,
             "xmin_age": int(b["xmin_age"]),
             "pending": int(b["pending"]),
         }
@@ -86,19 +91,20 @@ def summarize(name, rows):
     by_phase = {p: [r for r in rows if r["phase"] == p] for p in PHASES}
     base = {k: mean(r[k] for r in by_phase["start"]) for k in ("small_jobs_s", "records_s")}
     lines.append("| phase | intervals | small jobs/s | vs start | records/s | vs start | claim_job ms "
-                 "| complete_noops ms | max xmin age | load1 |")
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                 "| claim_job buffers | complete_noops ms | complete_noops buffers | max xmin age | load1 |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for p in PHASES:
         rs = by_phase[p]
         if not rs:
-            lines.append(f"| {p} | 0 | | | | | | | | |")
+            lines.append(f"| {p} | 0 | | | | | | | | | | |")
             continue
         jobs, recs = mean(r["small_jobs_s"] for r in rs), mean(r["records_s"] for r in rs)
         rel = lambda v, k: f"{v / base[k]:.2f}" if base[k] else "-"
         lines.append(
             f"| {p} | {len(rs)} | {fmt(jobs)} | {rel(jobs, 'small_jobs_s')} | {fmt(recs, 0)} "
             f"| {rel(recs, 'records_s')} | {fmt(mean(r['claim_ms'] for r in rs), 2)} "
-            f"| {fmt(mean(r['noops_ms'] for r in rs), 2)} | {fmt(max(r['xmin_age'] for r in rs))} "
+            f"| {fmt(mean(r['claim_blks'] for r in rs), 0)} | {fmt(mean(r['noops_ms'] for r in rs), 2)} "
+            f"| {fmt(mean(r['noops_blks'] for r in rs), 0)} | {fmt(max(r['xmin_age'] for r in rs))} "
             f"| {fmt(mean(r['load1'] for r in rs), 2)} |")
     lines += ["", "Size (MiB) and dead tuples at the end of each phase (max dead tuples in the phase):", ""]
     lines.append("| table | " + " | ".join(f"{p} MiB | {p} dead (max)" for p in PHASES) + " |")
