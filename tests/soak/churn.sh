@@ -28,7 +28,8 @@
 # shared buffers each call touched (a cost the machine's load does not blur:
 # with pg_stat_statements.track = top, a function call's own statements count
 # in it), the oldest
-# transaction's xmin age, the pending queue, the load average.
+# transaction's xmin age, the pending queue, the load average, and the CPU
+# time the cluster and the workers used (throughput per CPU second).
 #
 # Output in CHURN_OUT (default build/churn): <run>.samples.tsv (raw, cumulative),
 # <run>.series.tsv (per interval), summary.md (both runs: mean throughput of the
@@ -76,6 +77,7 @@ done
 bench_init churn
 bench_cluster
 HOLD_PID=
+WORKER_PIDS=()
 
 # ---- the driver (test-only schema churn in the benchmark database) -------------------
 gen_csv "$LONG_ROWS" "$TMP/long.csv"
@@ -147,11 +149,29 @@ ON CONFLICT (name) DO UPDATE SET data = excluded.data;
 EOSQL
 rm -f "$TMP/long.csv"
 
+# CPU used so far by the cluster (the postmaster, its children, and -- in the
+# postmaster's cutime/cstime -- the children it has reaped: backends of
+# finished sessions, autovacuum workers) and the workers, in clock ticks.
+# Throughput per CPU second is what the machine's load does not change: the
+# helpers' other processes take CPU away, but not per job.
+work_cpu_ticks() {
+	local pm p t=0 f a
+	pm=$(postmaster_pid)
+	for p in "$pm" $(pgrep -P "$pm") "${WORKER_PIDS[@]}"; do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		# After "(comm) ": state first; utime, stime, cutime, cstime 12th..15th.
+		read -r -a a <<<"${f##*) }"
+		t=$((t + a[11] + a[12]))
+		[ "$p" != "$pm" ] || t=$((t + a[13] + a[14]))
+	done
+	echo "$t"
+}
+
 # sample SINCE: one line, tab-separated. Jobs finished since SINCE (epoch
 # seconds, the previous sample's t) by completed_at -- the driver prunes them
 # only CHURN_RETAIN_SECONDS later; the other counters are cumulative
 # (churn_report.py takes their deltas).
-SAMPLE_COLUMNS="t load1 pending noop_done tiny_done long_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age"
+SAMPLE_COLUMNS="t load1 cpu_ticks pending noop_done tiny_done long_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age"
 TABLES="import_jobs import_logs import_errors import_file_chunks records"
 for tb in $TABLES; do SAMPLE_COLUMNS="$SAMPLE_COLUMNS ${tb}_dead ${tb}_live ${tb}_bytes"; done
 sample() {
@@ -162,7 +182,7 @@ sample() {
 		       pg_total_relation_size('importer.$tb')"
 	done
 	psql_admin -F $'\t' <<-EOSQL
-		SELECT round(extract(epoch FROM clock_timestamp())::numeric, 3), $(load1),
+		SELECT round(extract(epoch FROM clock_timestamp())::numeric, 3), $(load1), $(work_cpu_ticks),
 		       (SELECT count(*) FROM importer.import_jobs WHERE status = 'pending'),
 		       count(*) FILTER (WHERE j.kind = 'noop'),
 		       count(*) FILTER (WHERE j.kind = 'csv' AND j.collection = 'tiny'),
@@ -213,15 +233,16 @@ reset_tables() {
 
 # run_one NAME: one run of MINUTES; samples into OUT/NAME.samples.tsv.
 run_one() {
-	local name=$1 file=$OUT/$1.samples.tsv i total next hold_from hold_to held=0 pids=()
+	local name=$1 file=$OUT/$1.samples.tsv i total next hold_from hold_to held=0
 	total=$((MINUTES * 60))
 	hold_from=$((total / 3))
 	hold_to=$((2 * total / 3))
 	reset_tables
 	echo "$SAMPLE_COLUMNS phase" | tr ' ' '\t' >"$file"
+	WORKER_PIDS=()
 	for ((i = 1; i <= WORKERS; i++)); do
 		start_worker "$name-worker-$i"
-		pids+=("$LAST_PID")
+		WORKER_PIDS+=("$LAST_PID")
 	done
 	psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $RETAIN)" >/dev/null
 	local t0=$SECONDS phase=start line since
@@ -245,18 +266,18 @@ run_one() {
 			line=$(sample "$since")
 			since=${line%%$'\t'*}
 			printf '%s\t%s\n' "$line" "$phase" >>"$file"
-			bench_say "$name: $(tail -n 1 "$file" | awk -F'\t' '{ printf "t+%ds pending %s noop %s tiny %s long %s records %s xmin_age %s load %s", '"$el"', $3, $4, $5, $6, $7, $14, $2 }')"
+			bench_say "$name: $(tail -n 1 "$file" | awk -F'\t' '{ printf "t+%ds pending %s noop %s tiny %s long %s records %s xmin_age %s load %s", '"$el"', $4, $5, $6, $7, $8, $15, $2 }')"
 			[ "$el" -lt "$total" ] || break
 			next=$((next + INTERVAL))
 		fi
-		for p in "${pids[@]}"; do
+		for p in "${WORKER_PIDS[@]}"; do
 			kill -0 "$p" 2>/dev/null || bench_die "worker $p exited"
 		done
 		psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $RETAIN)" >/dev/null
 		sleep 0.2 # the driver's pace: top the queue up about every 0.2 s
 	done
 	[ "$held" != 1 ] || hold_end
-	for p in "${pids[@]}"; do stop_pid "$p"; done
+	for p in "${WORKER_PIDS[@]}"; do stop_pid "$p"; done
 	if grep -h '"level":"error"' "$TMP/$name"-worker-*.log | head -n 5 | grep .; then
 		bench_say "$name: the workers logged errors (above)"
 	fi

@@ -15,6 +15,7 @@ import sys
 TABLES = ["import_jobs", "import_logs", "import_errors", "import_file_chunks", "records"]
 PHASES = ["start", "middle", "end"]
 MIB = 1024 * 1024
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def read_samples(path):
@@ -47,6 +48,9 @@ def series(rows):
             "tiny_csv_s": b["tiny_done"] / dt,
             "long_done": int(b["long_done"]),
             "records_s": (b["records_written"] - a["records_written"]) / dt,
+            # CPU seconds the cluster and the workers used per wall second
+            # (absent from samples of older runs)
+            "cpu": (b["cpu_ticks"] - a["cpu_ticks"]) / TICKS / dt if "cpu_ticks" in b else None,
             "claim_ms": per_ms(b["claim_ms"] - a["claim_ms"], b["claim_calls"] - a["claim_calls"]),
             "noops_ms": per_ms(b["noops_ms"] - a["noops_ms"], b["noops_calls"] - a["noops_calls"]),
             # shared buffers per call (absent from samples of older runs)
@@ -57,6 +61,9 @@ def series(rows):
             "xmin_age": int(b["xmin_age"]),
             "pending": int(b["pending"]),
         }
+        # work per CPU second: what a machine shared with other work does not blur
+        s["small_jobs_cpu_s"] = s["small_jobs_s"] / s["cpu"] if s["cpu"] else None
+        s["records_cpu_s"] = s["records_s"] / s["cpu"] if s["cpu"] else None
         for tb in TABLES:
             s[tb + "_dead"] = int(b[tb + "_dead"])
             s[tb + "_mib"] = b[tb + "_bytes"] / MIB
@@ -89,20 +96,26 @@ def mean(values):
 def summarize(name, rows):
     lines = [f"### {name}", ""]
     by_phase = {p: [r for r in rows if r["phase"] == p] for p in PHASES}
-    base = {k: mean(r[k] for r in by_phase["start"]) for k in ("small_jobs_s", "records_s")}
-    lines.append("| phase | intervals | small jobs/s | vs start | records/s | vs start | claim_job ms "
-                 "| claim_job buffers | complete_noops ms | complete_noops buffers | max xmin age | load1 |")
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base = {k: mean(r[k] for r in by_phase["start"])
+            for k in ("small_jobs_s", "records_s", "small_jobs_cpu_s", "records_cpu_s")}
+    lines.append("| phase | intervals | small jobs/s | vs start | records/s | vs start "
+                 "| small jobs per CPU s | vs start | records per CPU s | vs start | CPU s/s "
+                 "| claim_job ms | claim_job buffers | complete_noops ms | complete_noops buffers "
+                 "| max xmin age | load1 |")
+    lines.append("| --- |" + " ---: |" * 16)
     for p in PHASES:
         rs = by_phase[p]
         if not rs:
-            lines.append(f"| {p} | 0 | | | | | | | | | | |")
+            lines.append(f"| {p} | 0 |" + " |" * 15)
             continue
         jobs, recs = mean(r["small_jobs_s"] for r in rs), mean(r["records_s"] for r in rs)
-        rel = lambda v, k: f"{v / base[k]:.2f}" if base[k] else "-"
+        jobs_cpu, recs_cpu = mean(r["small_jobs_cpu_s"] for r in rs), mean(r["records_cpu_s"] for r in rs)
+        rel = lambda v, k: f"{v / base[k]:.2f}" if base[k] and v is not None else "-"
         lines.append(
             f"| {p} | {len(rs)} | {fmt(jobs)} | {rel(jobs, 'small_jobs_s')} | {fmt(recs, 0)} "
-            f"| {rel(recs, 'records_s')} | {fmt(mean(r['claim_ms'] for r in rs), 2)} "
+            f"| {rel(recs, 'records_s')} | {fmt(jobs_cpu)} | {rel(jobs_cpu, 'small_jobs_cpu_s')} "
+            f"| {fmt(recs_cpu, 0)} | {rel(recs_cpu, 'records_cpu_s')} "
+            f"| {fmt(mean(r['cpu'] for r in rs), 2)} | {fmt(mean(r['claim_ms'] for r in rs), 2)} "
             f"| {fmt(mean(r['claim_blks'] for r in rs), 0)} | {fmt(mean(r['noops_ms'] for r in rs), 2)} "
             f"| {fmt(mean(r['noops_blks'] for r in rs), 0)} | {fmt(max(r['xmin_age'] for r in rs))} "
             f"| {fmt(mean(r['load1'] for r in rs), 2)} |")
