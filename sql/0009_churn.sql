@@ -70,3 +70,30 @@ ALTER TABLE importer.records SET (
 ALTER TABLE importer.replace_staging SET (
 	autovacuum_vacuum_scale_factor = 0.02,
 	autovacuum_vacuum_insert_scale_factor = 0.05);
+
+/* ==== Retention without deadlocks against running imports ==== */
+
+-- Deleting jobs clears records.job_id of their records (0006). That UPDATE
+-- locked the records in whatever order its plan produced, while a worker's
+-- batch upsert locks its records in (collection, record_key) byte order (the
+-- worker sorts a batch with strcmp): retention pruning old jobs whose records
+-- an import was rewriting deadlocked with it (seen in the churn study), and
+-- the worker lost an attempt. Lock in the worker's order first -- per user,
+-- then collection and key in the C collation -- so neither can wait for the
+-- other in a cycle. Rows a running batch rewrites meanwhile no longer carry
+-- the deleted job's id and are left alone (READ COMMITTED re-checks them).
+CREATE OR REPLACE FUNCTION importer.records_forget_jobs() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, importer, pg_temp
+	AS $$
+BEGIN
+	PERFORM 1
+	  FROM importer.records r
+	 WHERE r.job_id IN (SELECT gone.id FROM gone)
+	 ORDER BY r.user_id, r.collection COLLATE "C", r.record_key COLLATE "C"
+	   FOR UPDATE OF r;
+	UPDATE importer.records r SET job_id = NULL
+	  FROM gone WHERE r.job_id = gone.id;
+	RETURN NULL;
+END
+$$;
