@@ -31,6 +31,16 @@
 # transaction's xmin age, the pending queue, the load average, and the CPU
 # time the cluster and the workers used (throughput per CPU second).
 #
+# A third kind of run, "claim" (CHURN_RUNS=claim), measures the claim
+# statements alone, without workers and without the machine's load in the
+# figure: with a transaction held open throughout, CHURN_CLAIM_ROUNDS times
+# the driver itself does what a worker does -- complete_noops (up to 200),
+# claim_job for one import job, which it then marks completed -- and tops the
+# queue up to 700 due noop and 300 due import jobs. Every 25 rounds it
+# writes the shared buffers per call of both statements (pg_stat_statements),
+# which grow with the dead index entries they walk, to OUT/claim.tsv. Run it
+# with two builds (IMPORTER_BUILD_DIR) to compare two schemas.
+#
 # Output in CHURN_OUT (default build/churn): <run>.samples.tsv (raw, cumulative),
 # <run>.series.tsv (per interval), summary.md (both runs: mean throughput of the
 # start, held and after thirds relative to the start; sizes and dead tuples);
@@ -56,7 +66,8 @@ PENDING=${CHURN_PENDING:-1000}
 LONG=${CHURN_LONG:-2}
 LONG_ROWS=${CHURN_LONG_ROWS:-200000}
 RETAIN=${CHURN_RETAIN_SECONDS:-120}
-for v in MINUTES INTERVAL WORKERS USERS PENDING LONG LONG_ROWS RETAIN; do
+CLAIM_ROUNDS=${CHURN_CLAIM_ROUNDS:-500}
+for v in MINUTES INTERVAL WORKERS USERS PENDING LONG LONG_ROWS RETAIN CLAIM_ROUNDS; do
 	[[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || {
 		echo "churn.sh: CHURN_$v must be a positive integer (got '${!v}')" >&2
 		exit 2
@@ -67,8 +78,8 @@ done
 	exit 2
 }
 for r in $RUN_NAMES; do
-	case $r in plain | held) ;; *)
-		echo "churn.sh: CHURN_RUNS holds plain and/or held (got '$r')" >&2
+	case $r in plain | held | claim) ;; *)
+		echo "churn.sh: CHURN_RUNS holds plain, held and/or claim (got '$r')" >&2
 		exit 2
 		;;
 	esac
@@ -290,5 +301,63 @@ run_one() {
 	fi
 }
 
-for r in $RUN_NAMES; do run_one "$r"; done
-python3 "$ROOT/tests/soak/churn_report.py" "$OUT" $RUN_NAMES
+# claim_stats: calls and shared buffers so far of claim_job and complete_noops.
+claim_stats() {
+	psql_admin -F ' ' -c "
+		SELECT coalesce(sum(calls) FILTER (WHERE query LIKE '%importer.claim_job(%'), 0),
+		       coalesce(sum(shared_blks_hit + shared_blks_read)
+		                FILTER (WHERE query LIKE '%importer.claim_job(%'), 0),
+		       coalesce(sum(calls) FILTER (WHERE query LIKE '%importer.complete_noops(%'), 0),
+		       coalesce(sum(shared_blks_hit + shared_blks_read)
+		                FILTER (WHERE query LIKE '%importer.complete_noops(%'), 0)
+		FROM pg_stat_statements"
+}
+
+# run_claim: the claim statements over the dead entries a held transaction
+# keeps (see the top of this file); writes OUT/claim.tsv.
+run_claim() {
+	local file=$OUT/claim.tsv round c0 b0 n0 m0 c1 b1 n1 m1
+	reset_tables
+	psql_admin <<-'EOSQL' >/dev/null
+		CREATE OR REPLACE FUNCTION churn.refill(p_users int) RETURNS void LANGUAGE sql AS $$
+			INSERT INTO importer.import_jobs (user_id, kind, payload)
+			SELECT churn.user_uuid((1 + g % p_users)::int), k.kind, '{}'
+			FROM (VALUES ('noop', 700), ('csv', 300)) AS k(kind, want),
+			     generate_series(1, k.want - (SELECT count(*) FROM importer.import_jobs
+			                                  WHERE status = 'pending' AND kind = k.kind)) AS g
+		$$;
+	EOSQL
+	psql_admin -c "SELECT churn.refill($USERS)" >/dev/null
+	hold_begin
+	printf 'round\tjobs_done\tclaim_job_buffers\tcomplete_noops_buffers\timport_jobs_dead\n' >"$file"
+	read -r c0 b0 n0 m0 < <(claim_stats)
+	for ((round = 1; round <= CLAIM_ROUNDS; round++)); do
+		psql_admin -c "SELECT importer.complete_noops('churn', 200)" \
+			-c "SELECT id FROM importer.claim_job('churn', '{csv}')" \
+			-c "UPDATE importer.import_jobs SET status = 'completed', phase = 'done'
+			    WHERE status = 'processing' AND worker_id = 'churn'" \
+			-c "SELECT churn.refill($USERS)" >/dev/null
+		((round % 25 == 0)) || continue
+		read -r c1 b1 n1 m1 < <(claim_stats)
+		printf '%s\t%s\t%s\t%s\t%s\n' "$round" \
+			"$(psql_admin -c "SELECT count(*) FROM importer.import_jobs WHERE status = 'completed'")" \
+			"$(((b1 - b0) / (c1 - c0)))" "$(((m1 - m0) / (n1 - n0)))" \
+			"$(psql_admin -c "SELECT n_dead_tup FROM pg_stat_user_tables
+			                  WHERE relid = 'importer.import_jobs'::regclass")" >>"$file"
+		bench_say "claim: $(tail -n 1 "$file")"
+		c0=$c1 b0=$b1 n0=$n1 m0=$m1
+	done
+	hold_end
+}
+
+report=()
+for r in $RUN_NAMES; do
+	if [ "$r" = claim ]; then
+		run_claim
+	else
+		run_one "$r"
+		report+=("$r")
+	fi
+done
+[ "${#report[@]}" -eq 0 ] || python3 "$ROOT/tests/soak/churn_report.py" "$OUT" "${report[@]}"
+[ ! -f "$OUT/claim.tsv" ] || [[ " $RUN_NAMES " != *" claim "* ]] || column -t "$OUT/claim.tsv"
