@@ -5,13 +5,17 @@
 # them and exits 1), validates docker-compose.yml statically, builds build/test
 # (Debug, -Werror, ASan+UBSan unless IMPORTER_SANITIZE=0), starts a throwaway
 # PostgreSQL 15 cluster (deploy/local/pg.sh, fsync off), runs ctest against it
-# with IMPORTER_TEST_DATABASE_URL set, then every executable tests/e2e/*.sh.
+# with IMPORTER_TEST_DATABASE_URL set, then every executable tests/e2e/*.sh,
+# then a fuzz smoke: tests/fuzz/run.sh with FUZZ_SECONDS (default 10) per
+# harness from the committed seed corpora (a crash or sanitizer report fails).
 # A failing, skipped or not-run test fails the run. Nothing is skipped silently.
 #
 # Environment:
 #   IMPORTER_SANITIZE=0   build without ASan/UBSan (default 1)
 #   IMPORTER_TEST_PORT    first port to try for the cluster (default 55400)
 #   CTEST_ARGS            extra arguments for ctest (e.g. "-R check_config")
+#   FUZZ_SECONDS          seconds per fuzz harness in the smoke (default 10; 0 skips
+#                         the smoke, which then counts as a failure like any skip)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -167,7 +171,28 @@ if [ -d tests/e2e ]; then
 fi
 [ "$e2e_failed" -eq 0 ] || problems+=("e2e scripts failed: ${e2e_failures[*]}")
 
-# ---- 7. summary ----------------------------------------------------------------------
+# ---- 7. fuzz smoke ---------------------------------------------------------------------
+# Every run fuzzes a little: new inputs come from the committed seeds (ctest
+# already replayed them, fuzz_replay_*). A fresh working corpus each time, so
+# the run does not depend on what earlier runs left (nor touches build/fuzz,
+# the corpora of longer runs by hand).
+fuzz_seconds=${FUZZ_SECONDS:-10}
+fuzz_out=$ROOT/build/fuzz-smoke
+fuzz_status="not run (FUZZ_SECONDS=0)"
+if [ "$fuzz_seconds" != 0 ]; then
+	step "fuzz smoke: tests/fuzz/run.sh, $fuzz_seconds s per harness"
+	rm -rf "$fuzz_out/corpus" "$fuzz_out/artifacts"
+	if run_group env FUZZ_SECONDS="$fuzz_seconds" FUZZ_OUT="$fuzz_out" "$ROOT/tests/fuzz/run.sh"; then
+		fuzz_status=ok
+	else
+		fuzz_status=FAILED
+		problems+=("fuzz smoke failed (tests/fuzz/run.sh; crash inputs in $fuzz_out/artifacts/)")
+	fi
+else
+	problems+=("fuzz smoke skipped (FUZZ_SECONDS=0)")
+fi
+
+# ---- 8. summary ----------------------------------------------------------------------
 passed=$((ctest_total - ctest_failed - n_skipped + e2e_total - e2e_failed))
 failed=$((ctest_failed + n_skipped + n_disabled + e2e_failed))
 step "summary"
@@ -176,6 +201,7 @@ printf '  build                  %s (sanitizers %s)\n' "$BUILD" "$sanitize"
 printf '  ctest                  %s of %s passed, %s skipped, %s disabled (exit %s)\n' \
 	"$((ctest_total - ctest_failed - n_skipped))" "$ctest_total" "$n_skipped" "$n_disabled" "$ctest_rc"
 printf '  e2e scripts            %s of %s passed\n' "$((e2e_total - e2e_failed))" "$e2e_total"
+printf '  fuzz smoke             %s\n' "$fuzz_status"
 printf '  time                   %ss\n' "$((SECONDS - START))"
 if [ "${#problems[@]}" -gt 0 ]; then
 	printf '  FAILED:\n'

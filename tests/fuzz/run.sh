@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh -- builds the libFuzzer harnesses and runs each for a set time.
 #
-# Not part of tests/run.sh. Installs clang and the libFuzzer runtime when they
+# tests/run.sh runs it as a smoke (FUZZ_SECONDS=10, FUZZ_OUT=build/fuzz-smoke);
+# longer runs by hand. Installs clang and the libFuzzer runtime when they
 # are missing (as root, with apt-get), builds every tests/fuzz/fuzz_*.c with
-# -fsanitize=fuzzer,address,undefined into build/fuzz/, and runs each harness
+# -fsanitize=fuzzer,address,undefined into $FUZZ_OUT, and runs each harness
 # for FUZZ_SECONDS (default 60) on a working copy of its seed corpus
-# (tests/fuzz/corpus/<name>; new inputs stay in build/fuzz/corpus/<name>).
+# (tests/fuzz/corpus/<name>; new inputs stay in $FUZZ_OUT/corpus/<name>).
 # Prints executions, coverage (cov: edges, ft: features) and corpus size per
 # harness. A crash, leak or sanitizer report fails the run; its input is kept
-# in build/fuzz/artifacts/<name>/ (replay: build/fuzz/fuzz_<name> FILE).
+# in $FUZZ_OUT/artifacts/<name>/ (replay: $FUZZ_OUT/fuzz_<name> FILE). Once
+# the bug is fixed, commit the input to tests/fuzz/regressions/<name>/: ctest
+# replays it (fuzz_replay_<name>) with the seed corpus on every run.
 #
 # Environment: FUZZ_SECONDS (per harness), FUZZ_ONLY="csv jwt" (a subset),
-# FUZZ_JOBS (parallel harnesses, default 1 -- the machine has 2 cores).
+# FUZZ_JOBS (parallel harnesses, default 1 -- the machine has 2 cores),
+# FUZZ_OUT (default build/fuzz).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OUT=$ROOT/build/fuzz
+OUT=${FUZZ_OUT:-$ROOT/build/fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 cd "$ROOT"
 
@@ -45,24 +49,41 @@ CFLAGS=(-g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,unde
 	-fno-sanitize-recover=undefined -DIMPORTER_VERSION=\"fuzz\" -Icommon -Iworker -Iapi)
 read -r -a DEPS_CFLAGS <<<"$(pkg-config --cflags libevent json-c libpq libcrypto)"
 read -r -a DEPS_LIBS <<<"$(pkg-config --libs libevent json-c libpq libcrypto) -levent_extra"
+# The web UI table that CMake generates for the gateway (api/static.c serves it).
+mapfile -t web_files < <(find "$ROOT/web" -type f \( -name '*.html' -o -name '*.css' -o -name '*.js' \
+	-o -name '*.svg' -o -name '*.png' -o -name '*.ico' -o -name '*.json' -o -name '*.webmanifest' \
+	-o -name '*.txt' \) -not -path '*/node_modules/*' | sort)
+mkdir -p "$OUT/gen" "$OUT/obj"
+web_list=$(IFS=';' && echo "${web_files[*]}")
+cmake -DOUT="$OUT/gen/web_assets.c" -DWEB_DIR="$ROOT/web" "-DWEB_FILES=$web_list" \
+	-P "$ROOT/cmake/embed_web.cmake"
 # The sources a harness needs: worker parsers, or the gateway's core (without
-# main.c; routes.c brings the rest of the gateway in), plus common/ (without
-# migrate.c, whose embedded SQL CMake generates and the gateway does not use).
+# main.c; routes.c brings the rest of the gateway in, with the web UI table),
+# plus common/ (without migrate.c, whose embedded SQL CMake generates and the
+# gateway does not use).
 sources_for() {
 	case $1 in
 	csv) echo worker/csv.c ;;
 	jsonstream) echo worker/jsonstream.c common/jsonutil.c ;;
-	*) ls api/*.c common/*.c | grep -v '^api/main\.c$\|^common/migrate\.c$' ;;
+	*) ls api/*.c common/*.c | grep -v '^api/main\.c$\|^common/migrate\.c$' && echo "$OUT/gen/web_assets.c" ;;
 	esac
 }
+# object SOURCE: compiles SOURCE once for all harnesses; prints the object's path.
+object() {
+	local obj
+	obj=$OUT/obj/$(basename "${1%.c}").o
+	[ -e "$obj" ] || clang "${CFLAGS[@]}" "${DEPS_CFLAGS[@]}" -c "$1" -o "$obj"
+	echo "$obj"
+}
+rm -f "$OUT"/obj/*.o # compiled once per run (no header tracking here)
 names=()
 for src in tests/fuzz/fuzz_*.c; do
 	name=${src#tests/fuzz/fuzz_}
 	name=${name%.c}
 	if [ -n "${FUZZ_ONLY:-}" ] && ! [[ " $FUZZ_ONLY " == *" $name "* ]]; then continue; fi
-	# shellcheck disable=SC2046
-	clang "${CFLAGS[@]}" "${DEPS_CFLAGS[@]}" "$src" $(sources_for "$name") "${DEPS_LIBS[@]}" \
-		-o "$OUT/fuzz_$name"
+	objs=()
+	for s in $(sources_for "$name"); do objs+=("$(object "$s")"); done
+	clang "${CFLAGS[@]}" "${DEPS_CFLAGS[@]}" "$src" "${objs[@]}" "${DEPS_LIBS[@]}" -o "$OUT/fuzz_$name"
 	names+=("$name")
 done
 echo "built: ${names[*]}"
