@@ -71,3 +71,53 @@ BEGIN
 	        WHERE j.status = 'pending' AND j.run_after > clock_timestamp());
 END
 $$;
+
+-- The option parsers run about 14 times per submit, always from _submit_job,
+-- which pins search_path itself. Their own SET clause cost a save and restore
+-- of search_path per call (and a re-resolution of the path by the next query),
+-- about a sixth of a submit's instructions; they touch no table and are not
+-- SECURITY DEFINER, so the clause protected nothing.
+ALTER FUNCTION importer._opt_int(jsonb, text, bigint, bigint) RESET search_path;
+ALTER FUNCTION importer._opt_bool(jsonb, text) RESET search_path;
+ALTER FUNCTION importer._opt_text(jsonb, text) RESET search_path;
+
+/* ==== Stamping seq and updated_at ==== */
+
+-- The stamp trigger used to decide in its WHEN clause whether anything but
+-- heartbeat_at changed, by comparing to_jsonb(NEW) with to_jsonb(OLD): two
+-- whole-row JSON documents per updated row, about 0.45 M instructions, paid by
+-- every claim, noop completion, progress update and heartbeat. The same test
+-- on the row values (record equality: column by column, NULLs equal, jsonb by
+-- value, as before) costs a small fraction of that, so the trigger now always
+-- runs and makes the test itself.
+CREATE OR REPLACE FUNCTION importer.tg_jobs_stamp() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, importer, pg_temp
+	AS $$
+DECLARE
+	unstamped importer.import_jobs := OLD;
+BEGIN
+	-- Only heartbeat_at changed (or nothing): seq and updated_at stay, and
+	-- the AFTER triggers that look at seq stay silent.
+	unstamped.heartbeat_at := NEW.heartbeat_at;
+	unstamped.updated_at := NEW.updated_at;
+	unstamped.seq := NEW.seq;
+	IF unstamped IS NOT DISTINCT FROM NEW THEN
+		RETURN NEW;
+	END IF;
+	NEW.seq := nextval('importer.event_seq');
+	NEW.updated_at := now();
+	-- conveniences for operators' hand-written UPDATEs
+	IF NEW.status IN ('completed', 'failed', 'cancelled') AND NEW.completed_at IS NULL THEN
+		NEW.completed_at := now();
+	END IF;
+	IF NEW.status = 'processing' AND NEW.started_at IS NULL THEN
+		NEW.started_at := now();
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+DROP TRIGGER a_stamp ON importer.import_jobs;
+CREATE TRIGGER a_stamp BEFORE UPDATE ON importer.import_jobs
+	FOR EACH ROW EXECUTE FUNCTION importer.tg_jobs_stamp();
