@@ -432,6 +432,59 @@ START_TEST(heartbeat_only_update_is_silent)
 }
 END_TEST
 
+/* The stamp trigger compares row values: a column set to what it already
+ * holds (NULLs and jsonb by value) is no change; any other column is. */
+START_TEST(only_a_changed_value_stamps_seq)
+{
+	char job[ID_LEN];
+	struct notes ns;
+	long long seq;
+
+	new_job(job, "csv");
+	collect(conn, &ns);
+	seq = row_seq(job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET heartbeat_at = now(), status = status, "
+	              "error_message = NULL, counts = counts::text::jsonb, "
+	              "checkpoint = checkpoint WHERE id = '%s'",
+	              job);
+	collect(conn, &ns);
+	ck_assert_int_eq(ns.n, 0);
+	ck_assert_int_eq(row_seq(job), seq);
+
+	/* A jsonb column written with the same keys in another order is the same value. */
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET payload = '{\"b\":1,\"a\":2}' "
+	              "WHERE id = '%s'",
+	              job);
+	collect(conn, &ns);
+	seq = row_seq(job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET payload = '{\"a\":2,\"b\":1}' "
+	              "WHERE id = '%s'",
+	              job);
+	collect(conn, &ns);
+	ck_assert_int_eq(ns.n, 0);
+	ck_assert_int_eq(row_seq(job), seq);
+
+	/* NULL to a value, and a value inside a jsonb document, are changes. */
+	test_db_execf(conn, "UPDATE importer.import_jobs SET current_step = 'x' WHERE id = '%s'",
+	              job);
+	collect(conn, &ns);
+	ck_assert_int_eq(ns.n, 1);
+	ck_assert_int_gt(row_seq(job), seq);
+	seq = row_seq(job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET payload = '{\"a\":2,\"b\":3}' "
+	              "WHERE id = '%s'",
+	              job);
+	collect(conn, &ns);
+	ck_assert_int_eq(ns.n, 1);
+	ck_assert_int_eq(the_event(&ns, "job", job), row_seq(job));
+	ck_assert_int_gt(row_seq(job), seq);
+}
+END_TEST
+
 START_TEST(rolled_back_changes_are_silent)
 {
 	char job[ID_LEN];
@@ -469,6 +522,7 @@ int main(void)
 	tcase_add_test(tc, log_lines_stream_as_log_events);
 	tcase_add_test(tc, deleting_a_job_streams_a_job_event);
 	tcase_add_test(tc, heartbeat_only_update_is_silent);
+	tcase_add_test(tc, only_a_changed_value_stamps_seq);
 	tcase_add_test(tc, rolled_back_changes_are_silent);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
