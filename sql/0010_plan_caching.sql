@@ -6,10 +6,11 @@
 -- clause) afresh in every query that calls it: nothing of that work outlives
 -- the calling statement. PL/pgSQL keeps its plans for the whole session. Each
 -- function below was called at least once per submitted job or per idle claim
--- pass, and that re-planning was about a third of the instructions of a noop
--- submit (callgrind, single-user backend; see docs/architecture.md "Claim
--- latency"). Same names, signatures, results, volatility and security: only
--- the language changes, so grants and callers stay as they are.
+-- pass, and that re-planning was about a sixth of the instructions of a noop
+-- submit and a third of those of an idle claim pass (callgrind, single-user
+-- backend; see docs/architecture.md, Worker, "Enqueue → claimed"). Same names,
+-- signatures, results, volatility and security: only the language changes, so
+-- grants and callers stay as they are.
 
 CREATE OR REPLACE FUNCTION importer.setting_int(key text, user_id uuid DEFAULT NULL) RETURNS bigint
 	LANGUAGE plpgsql STABLE
@@ -75,7 +76,7 @@ $$;
 -- The option parsers run about 14 times per submit, always from _submit_job,
 -- which pins search_path itself. Their own SET clause cost a save and restore
 -- of search_path per call (and a re-resolution of the path by the next query),
--- about a sixth of a submit's instructions; they touch no table and are not
+-- about a tenth of a submit's instructions; they touch no table and are not
 -- SECURITY DEFINER, so the clause protected nothing.
 ALTER FUNCTION importer._opt_int(jsonb, text, bigint, bigint) RESET search_path;
 ALTER FUNCTION importer._opt_bool(jsonb, text) RESET search_path;
@@ -85,11 +86,13 @@ ALTER FUNCTION importer._opt_text(jsonb, text) RESET search_path;
 
 -- The stamp trigger used to decide in its WHEN clause whether anything but
 -- heartbeat_at changed, by comparing to_jsonb(NEW) with to_jsonb(OLD): two
--- whole-row JSON documents per updated row, about 0.45 M instructions, paid by
+-- whole-row JSON documents per updated row, about 0.4 M instructions, paid by
 -- every claim, noop completion, progress update and heartbeat. The same test
 -- on the row values (record equality: column by column, NULLs equal, jsonb by
 -- value, as before) costs a small fraction of that, so the trigger now always
--- runs and makes the test itself.
+-- runs and makes the test itself. Record equality needs an equality operator
+-- for every column's type: a future column must not be json or point (jsonb,
+-- text, numbers, timestamps, uuid are fine).
 CREATE OR REPLACE FUNCTION importer.tg_jobs_stamp() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, importer, pg_temp
