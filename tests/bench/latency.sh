@@ -33,10 +33,18 @@ start_worker w1
 start_worker w2
 
 # submit_loop URL CALL: the CALL statement JOBS times, 10 ms apart, each in
-# its own transaction, from one session.
+# its own transaction, from one session. public.bench_hops gets, per call, the
+# transaction's start (= created_at), the time the call returned and the time
+# its COMMIT returned.
 submit_loop() {
 	psql -X -q -At -v ON_ERROR_STOP=1 "$1" <<-EOF >/dev/null
+		CREATE TABLE IF NOT EXISTS public.bench_hops (
+			created timestamptz, submitted timestamptz, committed timestamptz);
+		TRUNCATE public.bench_hops;
 		DO \$\$
+		DECLARE
+			created timestamptz;
+			submitted timestamptz;
 		BEGIN
 			FOR i IN 1..$JOBS LOOP
 				-- The pause ends its own transaction, so that the submit's
@@ -44,11 +52,33 @@ submit_loop() {
 				PERFORM pg_sleep(0.01);
 				COMMIT;
 				PERFORM $2;
+				created := now();
+				submitted := clock_timestamp();
 				COMMIT;
+				-- in the pause's transaction, not the submit's
+				INSERT INTO public.bench_hops VALUES (created, submitted, clock_timestamp());
 			END LOOP;
 		END
 		\$\$;
 	EOF
+}
+
+# record_hops: where one run's enqueue → claimed went, hop by hop.
+record_hops() {
+	local hop sql
+	for hop in "submit's own work" "submit's COMMIT" "COMMIT returned → claimed"; do
+		case $hop in
+		"submit's own work") sql="h.submitted - h.created" ;;
+		"submit's COMMIT") sql="h.committed - h.submitted" ;;
+		*) sql="j.started_at - h.committed" ;;
+		esac
+		psql_admin -c "SELECT round(extract(epoch FROM $sql)::numeric * 1000, 3)
+		               FROM public.bench_hops h
+		               JOIN importer.import_jobs j ON j.created_at = h.created AND j.kind = 'noop'" \
+			>"$TMP/hop.txt"
+		record "hop: $hop p50" "$(percentile "$TMP/hop.txt" 50)" ms
+		record "hop: $hop p99" "$(percentile "$TMP/hop.txt" 99)" ms
+	done
 }
 
 if [ "$GRAPHILE" = 1 ]; then
@@ -131,6 +161,7 @@ for ((run = 1; run <= RUNS; run++)); do
 	record "enqueue → claimed p99" "$(percentile "$TMP/claim.txt" 99)" ms
 	record "worker commit → SSE client p50" "$(percentile "$TMP/sse.txt" 50)" ms
 	record "worker commit → SSE client p99" "$(percentile "$TMP/sse.txt" 99)" ms
+	record_hops
 	[ "$GRAPHILE" != 1 ] || graphile_run
 done
 
@@ -142,6 +173,10 @@ done
 	printf 'created_at` (database clock; it includes the submitting transaction). Commit →\n'
 	printf 'SSE is the time the client reads the `completed` event minus `completed_at` (the\n'
 	printf 'worker transaction'"'"'s start). Per-run percentiles; the table shows their median.\n'
+	printf 'The hops split enqueue → claimed by the submitting session'"'"'s clock: its own work\n'
+	printf '(transaction start to the call'"'"'s return), its `COMMIT` (WAL flush, then the NOTIFY\n'
+	printf 'signals), and from `COMMIT` returning to the claiming statement'"'"'s start (may be\n'
+	printf 'negative: the worker can start before the submitting session resumes).\n'
 	if [ "$GRAPHILE" = 1 ]; then
 		printf 'Graphile Worker %s (default configuration, two processes of concurrency 1) runs\n' "$GRAPHILE_VERSION"
 		printf 'in its own database on the same cluster, after each importer run, fed by the same\n'
