@@ -384,3 +384,19 @@ if not v:
 p = float(sys.argv[2])
 print(f"{v[max(0, math.ceil(p / 100 * len(v)) - 1)]:.3f}")' "$1" "$2"
 }
+
+# bench_npm_install DIR PACKAGE@VERSION...: npm-installs the reference job
+# queues into DIR unless they are there already; exports NODE_PATH.
+bench_npm_install() {
+	local dir=$1 pkg missing=0
+	shift
+	for pkg in "$@"; do [ -d "$dir/node_modules/${pkg%@*}" ] || missing=1; done
+	if [ "$missing" = 1 ]; then
+		bench_say "npm install $* into $dir"
+		mkdir -p "$dir"
+		[ -f "$dir/package.json" ] || printf '{"private":true}\n' >"$dir/package.json"
+		(cd "$dir" && timeout 300 npm install --no-audit --no-fund --loglevel=error "$@" \
+			>"$TMP/npm.log" 2>&1) || bench_die "npm install failed: $(tail -n 5 "$TMP/npm.log")"
+	fi
+	export NODE_PATH=$dir/node_modules
+}

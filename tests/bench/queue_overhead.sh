@@ -28,16 +28,7 @@ PGBOSS_VERSION=10.4.2
 USER_ID=9a3f0d7e-2b4c-4e61-8f0a-1c2d3e4f5a6b
 for tool in node npm; do command -v "$tool" >/dev/null 2>&1 || bench_die "$tool not found"; done
 
-NPM_DIR=${BENCH_NPM_DIR:-$TMP/npm}
-if [ ! -d "$NPM_DIR/node_modules/graphile-worker" ] || [ ! -d "$NPM_DIR/node_modules/pg-boss" ]; then
-	bench_say "npm install graphile-worker@$GRAPHILE_VERSION pg-boss@$PGBOSS_VERSION into $NPM_DIR"
-	mkdir -p "$NPM_DIR"
-	(cd "$NPM_DIR" && [ -f package.json ] || printf '{"private":true}\n' >"$NPM_DIR/package.json")
-	(cd "$NPM_DIR" && timeout 300 npm install --no-audit --no-fund --loglevel=error \
-		"graphile-worker@$GRAPHILE_VERSION" "pg-boss@$PGBOSS_VERSION" >"$TMP/npm.log" 2>&1) ||
-		bench_die "npm install failed: $(tail -n 5 "$TMP/npm.log")"
-fi
-export NODE_PATH=$NPM_DIR/node_modules
+bench_npm_install "${BENCH_NPM_DIR:-$TMP/npm}" "graphile-worker@$GRAPHILE_VERSION" "pg-boss@$PGBOSS_VERSION"
 QREF=$BENCH_LIB_DIR/queue_ref.js
 
 bench_cluster

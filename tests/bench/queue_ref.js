@@ -1,7 +1,8 @@
-// tests/bench/queue_ref.js -- the reference job queues of queue_overhead.sh,
-// and the one driver that times all three systems the same way.
+// tests/bench/queue_ref.js -- the reference job queues of queue_overhead.sh (and
+// Graphile Worker for latency.sh), and the one driver that times all three systems the same way.
 //
-//   node queue_ref.js setup   URL                      install graphile-worker's and pg-boss's schemas
+//   node queue_ref.js setup   URL [graphile]           install graphile-worker's and pg-boss's schemas
+//                                                      (graphile: Graphile Worker's only)
 //   node queue_ref.js worker  URL graphile-default     one Graphile Worker process, no-op task
 //   node queue_ref.js worker  URL graphile-tuned       the same with local queue + batched completion
 //   node queue_ref.js worker  URL pgboss               one pg-boss process, batch fetch
@@ -25,9 +26,10 @@ function die(msg) {
 	process.exit(1);
 }
 
-async function setup(url) {
+async function setup(url, only) {
 	const { runMigrations } = require("graphile-worker");
 	await runMigrations({ connectionString: url });
+	if (only === "graphile") return;
 	const PgBoss = require("pg-boss");
 	const boss = new PgBoss({ connectionString: url, max: 2, supervise: false, schedule: false });
 	boss.on("error", (e) => die(`pg-boss: ${e.message}`));
@@ -126,7 +128,7 @@ async function timeRun(url, system, jobs, user) {
 async function main() {
 	const [cmd, url, what, n, user] = process.argv.slice(2);
 	if (!url) die("usage: see the comment at the top");
-	if (cmd === "setup") return setup(url);
+	if (cmd === "setup") return setup(url, what);
 	if (cmd === "worker" && what === "graphile-default") return graphileWorker(url, false);
 	if (cmd === "worker" && what === "graphile-tuned") return graphileWorker(url, true);
 	if (cmd === "worker" && what === "pgboss") return pgbossWorker(url);

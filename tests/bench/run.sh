@@ -14,7 +14,8 @@
 # Needs, beyond what tests/run.sh needs (tests/deps.txt): Debian packages wrk,
 # nginx + libnginx-mod-nchan (apt-get install -y wrk libnginx-mod-nchan), and
 # npm registry access (queue_overhead.sh npm-installs Graphile Worker and
-# pg-boss into a temporary directory). Each script names what it misses.
+# pg-boss, latency.sh Graphile Worker, into one temporary directory,
+# BENCH_NPM_DIR). Each script names what it misses.
 #
 # Environment: BENCH_SCALE=small (a smoke test of a few minutes) or full
 # (default), BENCH_RUNS (3), BENCH_ONLY="name ..." (a subset),
@@ -64,6 +65,7 @@ BENCH_STARTED_PG=1
 bench_say "starting the throwaway PostgreSQL cluster"
 bench_start_cluster "$TMP/pg"
 export BENCH_PG_DIR=$TMP/pg BENCH_OUT=$OUT BENCH_SCALE=$SCALE BENCH_RUNS=$RUNS
+export BENCH_NPM_DIR=${BENCH_NPM_DIR:-$TMP/npm} # one npm install for every script
 # shellcheck source=/dev/null
 . "$TMP/pg/urls.env"
 PG_VERSION=$(psql -X -At "$SUPER_URL" -c 'SHOW server_version')

@@ -432,6 +432,46 @@ START_TEST(heartbeat_only_update_is_silent)
 }
 END_TEST
 
+/* Runs "UPDATE ... SET <set>" on job; returns whether it stamped a new seq
+ * (and then that its one importer_events notification carries it). */
+static bool update_stamps(const char *job, const char *set)
+{
+	struct notes ns;
+	long long before = row_seq(job), after;
+
+	test_db_execf(conn, "UPDATE importer.import_jobs SET %s WHERE id = '%s'", set, job);
+	collect(conn, &ns);
+	after = row_seq(job);
+	if (after == before) {
+		ck_assert_int_eq(ns.n, 0);
+		return false;
+	}
+	ck_assert_int_eq(ns.n, 1);
+	ck_assert_int_eq(the_event(&ns, "job", job), after);
+	return true;
+}
+
+/* The stamp trigger compares row values: a column set to what it already
+ * holds (NULLs and jsonb by value) is no change; any other column is. */
+START_TEST(only_a_changed_value_stamps_seq)
+{
+	char job[ID_LEN];
+	struct notes ns;
+
+	new_job(job, "csv");
+	collect(conn, &ns);
+	ck_assert(!update_stamps(job,
+	                         "heartbeat_at = now(), status = status, error_message = NULL, "
+	                         "counts = counts::text::jsonb, checkpoint = checkpoint"));
+	/* A jsonb document written with its keys in another order is the same value. */
+	ck_assert(update_stamps(job, "payload = '{\"b\":1,\"a\":2}'"));
+	ck_assert(!update_stamps(job, "payload = '{\"a\":2,\"b\":1}'"));
+	/* NULL to a value, and a value inside a jsonb document, are changes. */
+	ck_assert(update_stamps(job, "current_step = 'x'"));
+	ck_assert(update_stamps(job, "payload = '{\"a\":2,\"b\":3}'"));
+}
+END_TEST
+
 START_TEST(rolled_back_changes_are_silent)
 {
 	char job[ID_LEN];
@@ -469,6 +509,7 @@ int main(void)
 	tcase_add_test(tc, log_lines_stream_as_log_events);
 	tcase_add_test(tc, deleting_a_job_streams_a_job_event);
 	tcase_add_test(tc, heartbeat_only_update_is_silent);
+	tcase_add_test(tc, only_a_changed_value_stamps_seq);
 	tcase_add_test(tc, rolled_back_changes_are_silent);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
