@@ -60,8 +60,8 @@ struct sub {
 	enum sub_state state;
 	struct evhttp_request *req; /* borrowed from evhttp; NULL once answered or gone */
 	struct evhttp_connection *evcon; /* borrowed */
-	bool chunked;               /* the reply uses chunked transfer encoding */
-	bool has_body;              /* false for HEAD: nothing is sent */
+	bool chunked;                    /* the reply uses chunked transfer encoding */
+	bool has_body;                   /* false for HEAD: nothing is sent */
 	char job[ID_LEN];           /* SUB_JOB, SUB_WAIT */
 	char logs_for[ID_LEN];      /* job whose logs the stream carries, "" = none */
 	int64_t last_log_id;
@@ -117,8 +117,8 @@ struct hub {
 	struct sse_frame *ping;  /* owned; every heartbeat sends it */
 	struct sse_frame *retry; /* owned; the retry hint at start and shutdown */
 	struct snap *snap_head, *snap_tail; /* snapshot queries not yet handed to the pool */
-	int snaps_at_pool;       /* snapshot queries handed to the pool, not yet answered */
-	int opening;             /* streams waiting for their first state */
+	int snaps_at_pool; /* snapshot queries handed to the pool, not yet answered */
+	int opening;       /* streams waiting for their first state */
 	struct hub_stats stats;
 	bool closing;
 };
@@ -128,13 +128,13 @@ struct hub {
  * costs one query, not one each. */
 struct snap {
 	struct hub *hub;
-	struct user *user;   /* referenced */
-	struct snap *unext;  /* in user->snaps */
-	struct snap *qnext;  /* in the hub's queue while not handed to the pool */
-	enum sub_kind kind;  /* SUB_JOB or SUB_GLOBAL */
-	char key[ID_LEN];    /* SUB_JOB: the job; SUB_GLOBAL: its logs_for, "" for none */
-	bool sent;           /* set by the pool once the query went out: no more joiners */
-	struct sub **subs;   /* owned array; each referenced */
+	struct user *user;  /* referenced */
+	struct snap *unext; /* in user->snaps */
+	struct snap *qnext; /* in the hub's queue while not handed to the pool */
+	enum sub_kind kind; /* SUB_JOB or SUB_GLOBAL */
+	char key[ID_LEN];   /* SUB_JOB: the job; SUB_GLOBAL: its logs_for, "" for none */
+	bool sent;          /* set by the pool once the query went out: no more joiners */
+	struct sub **subs;  /* owned array; each referenced */
 	int nsubs, capsubs;
 };
 
@@ -393,7 +393,7 @@ static enum wr stream_emit(struct sub *s, struct out_event *e, bool important)
 
 /* stream_emit() of an event that goes to this one stream. */
 static enum wr stream_write(struct sub *s, const char *event, int64_t id, const char *data,
-			    bool important)
+                            bool important)
 {
 	struct out_event e = {event, id, data, NULL};
 	enum wr w = stream_emit(s, &e, important);
@@ -493,7 +493,7 @@ static int logs_then_end(struct sub *s)
 	snprintf(after_s, sizeof(after_s), "%lld", (long long)s->last_log_id);
 	p[1].len = strlen(after_s);
 	if (pgpool_exec_ex(s->hub->pool, s->user->id, SQL_SSE_LOGS, 2, p, NULL, &live_query,
-			   logs_done_cb, q) != 0) {
+	                   logs_done_cb, q) != 0) {
 		hq_free(q);
 		return -1;
 	}
@@ -503,7 +503,7 @@ static int logs_then_end(struct sub *s)
 /* One job's state read from the database, with the events it becomes on the
  * streams it goes to (their bytes shared among those streams). */
 struct job_row {
-	const char *json;   /* borrowed from the result */
+	const char *json; /* borrowed from the result */
 	int64_t seq;
 	const char *status; /* borrowed from the result */
 	const char *job_id; /* borrowed */
@@ -513,7 +513,7 @@ struct job_row {
 };
 
 static void job_row_init(struct job_row *row, const char *json, int64_t seq, const char *status,
-			 const char *job_id)
+                         const char *job_id)
 {
 	row->json = json;
 	row->seq = seq;
@@ -521,7 +521,7 @@ static void job_row_init(struct job_row *row, const char *json, int64_t seq, con
 	row->job_id = job_id;
 	row->terminal = hub_is_terminal(status);
 	snprintf(row->end_data, sizeof(row->end_data), "{\"id\":\"%.36s\",\"status\":\"%.16s\"}",
-		 job_id, status);
+	         job_id, status);
 	row->job = (struct out_event){"job", seq, json, NULL};
 	row->end = (struct out_event){"end", seq, row->end_data, NULL};
 }
@@ -531,7 +531,7 @@ static void job_row_init(struct job_row *row, const char *json, int64_t seq, con
 static void job_row_from(struct job_row *row, const PGresult *res, int i, const char *job_id)
 {
 	job_row_init(row, PQgetvalue(res, i, 0), strtoll(PQgetvalue(res, i, 1), NULL, 10),
-		     PQgetvalue(res, i, 2), job_id);
+	             PQgetvalue(res, i, 2), job_id);
 }
 
 static void job_row_done(struct job_row *row)
@@ -686,8 +686,7 @@ static void hq_free(struct hq *q)
 	free(q);
 }
 
-static struct snap *snap_new(struct hub *hub, struct user *u, enum sub_kind kind,
-			     const char *key)
+static struct snap *snap_new(struct hub *hub, struct user *u, enum sub_kind kind, const char *key)
 {
 	struct snap *g = calloc(1, sizeof(*g));
 
@@ -814,7 +813,7 @@ static void logs_done_cb(const struct pgpool_result *r, void *arg)
 
 	for (int i = 0; i < n && lines != NULL; i++)
 		lines[i] = (struct out_event){"log", strtoll(PQgetvalue(r->res, i, 0), NULL, 10),
-					      PQgetvalue(r->res, i, 1), NULL};
+		                              PQgetvalue(r->res, i, 1), NULL};
 	if (n > 0 && lines == NULL) {
 		log_warn("sse.logs_failed", LF_STR("error", "out of memory"));
 		n = 0; /* the streams read them again at their next snapshot */
@@ -876,7 +875,7 @@ static void flush_user(struct hub *hub, struct user *u)
 			snprintf(after_s, sizeof(after_s), "%lld", (long long)after);
 			p[1].len = strlen(after_s);
 			if (q != NULL && pgpool_exec_ex(hub->pool, u->id, SQL_SSE_LOGS, 2, p, NULL,
-							&live_query, logs_done_cb, q) != 0)
+			                                &live_query, logs_done_cb, q) != 0)
 				hq_free(q);
 		}
 		if (any_job) {
@@ -916,7 +915,7 @@ static void flush_user(struct hub *hub, struct user *u)
 			p.binary = false;
 			u->refresh_inflight = true;
 			if (pgpool_exec_ex(hub->pool, u->id, SQL_SSE_JOBS, 1, &p, NULL, &live_query,
-					   refresh_done_cb, q) != 0) {
+			                   refresh_done_cb, q) != 0) {
 				u->refresh_inflight = false;
 				hq_free(q);
 			}
@@ -1035,7 +1034,7 @@ static void start_stream(struct sub *s)
 /* The first state (or a fresh snapshot) of stream s, from r, whose rows
  * (n of them, NULL when r failed) are shared by every stream of the query. */
 static void snapshot_apply(struct sub *s, const struct pgpool_result *r, struct job_row *rows,
-			   int n)
+                           int n)
 {
 	struct hub *hub = s->hub;
 	bool was_pending = s->state == SUB_PENDING;
@@ -1104,7 +1103,7 @@ static void snapshot_apply(struct sub *s, const struct pgpool_result *r, struct 
 static void snap_finish(struct snap *g, const struct pgpool_result *r)
 {
 	static const struct pgpool_result no_memory = {.unavailable = true,
-						       .message = "out of memory"};
+	                                               .message = "out of memory"};
 	int n = r->res != NULL ? PQntuples(r->res) : 0;
 	struct job_row *rows = n > 0 ? calloc((size_t)n, sizeof(*rows)) : NULL;
 
@@ -1117,7 +1116,7 @@ static void snap_finish(struct snap *g, const struct pgpool_result *r)
 		if (PQgetisnull(r->res, i, 1))
 			continue;
 		job_row_from(&rows[i], r->res, i,
-			     g->kind == SUB_GLOBAL ? PQgetvalue(r->res, i, 3) : g->key);
+		             g->kind == SUB_GLOBAL ? PQgetvalue(r->res, i, 3) : g->key);
 	}
 	for (int i = 0; i < g->nsubs; i++) {
 		struct sub *s = g->subs[i];
@@ -1157,8 +1156,8 @@ static void snap_pump(struct hub *hub)
 		 * under RLS). Once closing, the pool may be gone. */
 		if (!hub->closing &&
 		    pgpool_exec_ex(hub->pool, g->user->id,
-				   g->kind == SUB_GLOBAL ? SQL_SSE_GLOBAL : SQL_SSE_JOB, 1, &p, NULL, &o,
-				   snapshot_done_cb, g) == 0) {
+		                   g->kind == SUB_GLOBAL ? SQL_SSE_GLOBAL : SQL_SSE_JOB, 1, &p,
+		                   NULL, &o, snapshot_done_cb, g) == 0) {
 			snap_pop(hub);
 			hub->snaps_at_pool++;
 			continue;
@@ -1168,7 +1167,7 @@ static void snap_pump(struct hub *hub)
 		/* No database, or shutting down: the waiting streams learn it now (503). */
 		snap_pop(hub);
 		snap_finish(g, &(struct pgpool_result){.unavailable = true,
-						       .message = "database unavailable"});
+		                                       .message = "database unavailable"});
 	}
 }
 
@@ -1237,9 +1236,10 @@ void hub_open_stream(struct hub *hub, struct evhttp_request *req, const char *us
 		     const char *job_id, const char *logs_for, int64_t last_event_id)
 {
 	struct sub *s = NULL;
-	const char *why = hub->closing		     ? "shutting down"
-			  : hub->opening >= MAX_OPENING ? "too many streams waiting for the database"
-							: "out of memory";
+	const char *why = hub->closing ? "shutting down"
+	                  : hub->opening >= MAX_OPENING
+	                      ? "too many streams waiting for the database"
+	                      : "out of memory";
 
 	if (!hub->closing && hub->opening < MAX_OPENING)
 		s = sub_new(hub, req, user, job_id != NULL ? SUB_JOB : SUB_GLOBAL, job_id);

@@ -40,7 +40,7 @@ struct pgreq {
 	pgpool_result_cb cb;
 	void *cb_arg;         /* borrowed */
 	bool urgent;
-	bool *sent;           /* borrowed; set when the request goes out */
+	bool *sent; /* borrowed; set when the request goes out */
 };
 
 struct pconn {
@@ -289,9 +289,9 @@ static struct pgreq *pop_head(struct pgpool *pool)
 /* Urgent requests go after the urgent ones already waiting, others last. */
 static void push(struct pgpool *pool, struct pgreq *r)
 {
-	struct pgreq **at = r->urgent ? (pool->last_urgent != NULL ? &pool->last_urgent->next
-								   : &pool->head)
-				      : (pool->tail != NULL ? &pool->tail->next : &pool->head);
+	struct pgreq **at =
+	    r->urgent ? (pool->last_urgent != NULL ? &pool->last_urgent->next : &pool->head)
+	              : (pool->tail != NULL ? &pool->tail->next : &pool->head);
 
 	r->next = *at;
 	*at = r;
@@ -434,9 +434,9 @@ void pgpool_start(struct pgpool *pool, void (*on_first)(bool ok, void *arg), voi
 }
 
 static int enqueue(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
-		   const struct pgpool_param *params, char *owned, size_t owned_len,
-		   const char *then_sql, const struct pgpool_exec_opts *opts, pgpool_result_cb cb,
-		   void *cb_arg)
+                   const struct pgpool_param *params, char *owned, size_t owned_len,
+                   const char *then_sql, const struct pgpool_exec_opts *opts, pgpool_result_cb cb,
+                   void *cb_arg)
 {
 	int total = nparams + (owned != NULL ? 1 : 0);
 	struct pgreq *r = NULL;
@@ -496,8 +496,8 @@ int pgpool_exec(struct pgpool *pool, const char *user_id, const char *sql, int n
 }
 
 int pgpool_exec_ex(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
-		   const struct pgpool_param *params, const char *then_sql,
-		   const struct pgpool_exec_opts *opts, pgpool_result_cb cb, void *cb_arg)
+                   const struct pgpool_param *params, const char *then_sql,
+                   const struct pgpool_exec_opts *opts, pgpool_result_cb cb, void *cb_arg)
 {
 	return enqueue(pool, user_id, sql, nparams, params, NULL, 0, then_sql, opts, cb, cb_arg);
 }

@@ -71,15 +71,15 @@ int pgpool_exec(struct pgpool *pool, const char *user_id, const char *sql, int n
 struct pgpool_exec_opts {
 	bool urgent; /* waits ahead of every request that is not (live SSE deliveries) */
 	bool *sent;  /* NULL, or set to true when the request goes out to the server; must
-		      * stay valid until cb runs (lets the caller know whether the result can
-		      * still cover a change it hears of now) */
+	              * stay valid until cb runs (lets the caller know whether the result can
+	              * still cover a change it hears of now) */
 };
 
 /* pgpool_exec() with opts (NULL = as pgpool_exec()). */
 int pgpool_exec_ex(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
-		   const struct pgpool_param *params, const char *then_sql,
-		   const struct pgpool_exec_opts *opts, pgpool_result_cb cb, void *cb_arg)
-	__attribute__((warn_unused_result));
+                   const struct pgpool_param *params, const char *then_sql,
+                   const struct pgpool_exec_opts *opts, pgpool_result_cb cb, void *cb_arg)
+    __attribute__((warn_unused_result));
 
 /* Same, taking ownership of the binary buffer data (malloc'd, len bytes) as the
  * last parameter ($nparams+1), also on failure. Avoids copying uploads. */

@@ -33,7 +33,7 @@ static size_t put(char *out, size_t at, const char *s, size_t n)
 
 /* Writes the event to out (when not NULL); returns its length either way. */
 static size_t format_event(char *out, const char *event, const char *idline, size_t idlen,
-			   const char *data)
+                           const char *data)
 {
 	size_t at = put(out, 0, idline, idlen);
 	const char *p = data;

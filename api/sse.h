@@ -64,6 +64,6 @@ const char *sse_frame_bytes(const struct sse_frame *f, bool chunked, size_t *len
  * bufferevent writes it (and reports a dead connection) as usual.
  * Returns 0, or -1 when out of memory (nothing was sent or queued). */
 int sse_send(struct bufferevent *bev, struct sse_frame *f, bool chunked)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif
