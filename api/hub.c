@@ -34,6 +34,7 @@
 #include "http_util.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "seqmap.h"
 #include "sse.h"
 
 #define NBUCKETS 1024
@@ -43,12 +44,6 @@ enum sub_kind { SUB_JOB, SUB_GLOBAL, SUB_WAIT };
 enum sub_state { SUB_PENDING, SUB_LIVE, SUB_DONE };
 
 struct user;
-
-/* The last job seq a global stream sent for one job. */
-struct seen {
-	char job[ID_LEN];
-	int64_t seq;
-};
 
 #define MAX_SEEN 256 /* per global stream; the oldest entry is evicted beyond */
 
@@ -68,8 +63,7 @@ struct sub {
 	int64_t last_seq;           /* SUB_JOB: last job seq sent */
 	int64_t last_event_id;      /* from the request, -1 if absent */
 	int64_t last_id;            /* largest id: written; for events without one */
-	struct seen *seen;          /* owned; SUB_GLOBAL: last seq sent per job */
-	int nseen, capseen;
+	struct seqmap seen;         /* owned; SUB_GLOBAL: last seq sent per job */
 	int refs;
 	bool need_snapshot;         /* dropped events: resend the state when drained */
 	bool snap_inflight;
@@ -229,7 +223,7 @@ __attribute__((noinline)) static void sub_unref(struct sub *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	free(s->wait_json);
-	free(s->seen);
+	seqmap_release(&s->seen);
 	free(s);
 }
 
@@ -436,33 +430,7 @@ static void hq_free(struct hq *q);
  * out of memory, which only loses the check against stale states. */
 static int64_t *seen_slot(struct sub *s, const char *job)
 {
-	int i, oldest = 0;
-
-	if (s->kind == SUB_JOB)
-		return &s->last_seq;
-	for (i = 0; i < s->nseen; i++) {
-		if (strcmp(s->seen[i].job, job) == 0)
-			return &s->seen[i].seq;
-		if (s->seen[i].seq < s->seen[oldest].seq)
-			oldest = i;
-	}
-	if (s->nseen == MAX_SEEN) {
-		i = oldest; /* long unchanged: the least likely to race */
-	} else {
-		if (s->nseen == s->capseen) {
-			int cap = s->capseen == 0 ? 16 : s->capseen * 2;
-			struct seen *n = realloc(s->seen, (size_t)cap * sizeof(*n));
-
-			if (n == NULL)
-				return NULL;
-			s->seen = n;
-			s->capseen = cap;
-		}
-		i = s->nseen++;
-	}
-	snprintf(s->seen[i].job, ID_LEN, "%s", job);
-	s->seen[i].seq = 0;
-	return &s->seen[i].seq;
+	return s->kind == SUB_JOB ? &s->last_seq : seqmap_slot(&s->seen, job);
 }
 
 /* Sends "end" on a per-job stream and closes it. s may be freed on return
@@ -1215,6 +1183,7 @@ static struct sub *sub_new(struct hub *hub, struct evhttp_request *req, const ch
 	s->req = req;
 	s->refs = 1;
 	s->last_event_id = -1;
+	seqmap_init(&s->seen, MAX_SEEN);
 	snprintf(s->job, sizeof(s->job), "%s", job != NULL ? job : "");
 	s->user = u;
 	u->refs++;
