@@ -21,7 +21,7 @@ struct seqmap {
 	struct seqmap_slot *slots; /* owned; cap of them (0 = none yet) */
 	int cap;                   /* a power of two */
 	int count;
-	int max;                   /* entries kept at most */
+	int max; /* entries kept at most */
 };
 
 /* An empty map keeping at most max entries (max >= 1). No allocation yet. */
