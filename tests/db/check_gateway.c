@@ -1075,7 +1075,8 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 	slow_fd = open_slow_sse("/api/events", tok, http11);
 	ck_assert_msg(read_until(slow_fd, slow_buf, sizeof(slow_buf), &slen, id, 5000), "%s",
 	              slow_buf);
-	fast_fd = http11 ? open_sse11("/api/events", tok, NULL) : open_sse("/api/events", tok, NULL);
+	fast_fd =
+	    http11 ? open_sse11("/api/events", tok, NULL) : open_sse("/api/events", tok, NULL);
 	ck_assert_msg(read_until(fast_fd, fast, sizeof(fast), &flen, id, 5000), "%s", fast);
 	/* Progress in lock step: the fast client gets every state promptly while
 	 * the slow one backs up, until the gateway has dropped events for it. */
@@ -1274,7 +1275,8 @@ static void event_around(const char *text, const char *marker, char *out, size_t
 	const char *m = strstr(text, marker), *start, *end;
 
 	ck_assert_msg(m != NULL, "no %s in %s", marker, text);
-	for (start = m; start > text && !(start[-1] == '\n' && start - 1 > text && start[-2] == '\n');)
+	for (start = m;
+	     start > text && !(start[-1] == '\n' && start - 1 > text && start[-2] == '\n');)
 		start--;
 	end = strstr(m, "\n\n");
 	ck_assert_ptr_nonnull(end);
@@ -1297,9 +1299,9 @@ START_TEST(one_frame_reaches_many_streams_byte_identical)
 	start_gateway();
 	job_for_many_streams(tok, id, path, sizeof(path));
 	for (int i = 0; i < N; i++)
-		fd[i] = i < N11        ? open_sse11(path, tok, NULL)
+		fd[i] = i < N11         ? open_sse11(path, tok, NULL)
 		        : i < N11 + N10 ? open_sse(path, tok, NULL)
-		                       : open_sse11(path, tok, "Last-Event-ID: 999999999\r\n");
+		                        : open_sse11(path, tok, "Last-Event-ID: 999999999\r\n");
 	for (int i = 0; i < N; i++)
 		ck_assert_msg(read_until(fd[i], raw[i], sizeof(raw[i]), &len[i],
 		                         "\"status\" : \"pending\"", 5000),
@@ -1314,8 +1316,8 @@ START_TEST(one_frame_reaches_many_streams_byte_identical)
 		              "stream %d: %s", i, raw[i]);
 		m = strstr(raw[i], "one-frame");
 		/* The whole event: up to its blank line (and, chunked, the chunk's end). */
-		ck_assert(read_until_at(fd[i], raw[i], sizeof(raw[i]), &len[i], (size_t)(m - raw[i]),
-		                        chunked ? "\n\n\r\n" : "\n\n", 5000));
+		ck_assert(read_until_at(fd[i], raw[i], sizeof(raw[i]), &len[i],
+		                        (size_t)(m - raw[i]), chunked ? "\n\n\r\n" : "\n\n", 5000));
 		if (chunked)
 			dechunk(raw[i], body[i], sizeof(body[i]));
 		else
@@ -1330,8 +1332,8 @@ START_TEST(one_frame_reaches_many_streams_byte_identical)
 			                  strstr(first, "\nevent: job\ndata: {") != NULL,
 			              "%s", first);
 		} else {
-			ck_assert_msg(strcmp(ev, first) == 0, "stream %d:\n%s\nstream 0:\n%s", i, ev,
-			              first);
+			ck_assert_msg(strcmp(ev, first) == 0, "stream %d:\n%s\nstream 0:\n%s", i,
+			              ev, first);
 		}
 	}
 	for (int i = 0; i < N; i++)

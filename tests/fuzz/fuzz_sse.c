@@ -81,7 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(flen == n && memcmp(bare, out, n) == 0);
 		chunk = sse_frame_bytes(f, true, &clen);
 		CHECK(clen == (size_t)hlen + n + 2 && memcmp(chunk, head, (size_t)hlen) == 0);
-		CHECK(memcmp(chunk + hlen, out, n) == 0 && memcmp(chunk + hlen + n, "\r\n", 2) == 0);
+		CHECK(memcmp(chunk + hlen, out, n) == 0 &&
+		      memcmp(chunk + hlen + n, "\r\n", 2) == 0);
 		sse_frame_unref(f);
 	}
 	/* the frame uses LF only and ends with exactly one blank line */
