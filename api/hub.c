@@ -22,15 +22,19 @@
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <json-c/json.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "api_sql.h"
 #include "http_util.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "seqmap.h"
 #include "sse.h"
 
 #define NBUCKETS 1024
@@ -40,12 +44,6 @@ enum sub_kind { SUB_JOB, SUB_GLOBAL, SUB_WAIT };
 enum sub_state { SUB_PENDING, SUB_LIVE, SUB_DONE };
 
 struct user;
-
-/* The last job seq a global stream sent for one job. */
-struct seen {
-	char job[ID_LEN];
-	int64_t seq;
-};
 
 #define MAX_SEEN 256 /* per global stream; the oldest entry is evicted beyond */
 
@@ -57,14 +55,15 @@ struct sub {
 	enum sub_state state;
 	struct evhttp_request *req; /* borrowed from evhttp; NULL once answered or gone */
 	struct evhttp_connection *evcon; /* borrowed */
+	bool chunked;                    /* the reply uses chunked transfer encoding */
+	bool has_body;                   /* false for HEAD: nothing is sent */
 	char job[ID_LEN];           /* SUB_JOB, SUB_WAIT */
 	char logs_for[ID_LEN];      /* job whose logs the stream carries, "" = none */
 	int64_t last_log_id;
 	int64_t last_seq;           /* SUB_JOB: last job seq sent */
 	int64_t last_event_id;      /* from the request, -1 if absent */
 	int64_t last_id;            /* largest id: written; for events without one */
-	struct seen *seen;          /* owned; SUB_GLOBAL: last seq sent per job */
-	int nseen, capseen;
+	struct seqmap seen;         /* owned; SUB_GLOBAL: last seq sent per job */
 	int refs;
 	bool need_snapshot;         /* dropped events: resend the state when drained */
 	bool snap_inflight;
@@ -94,6 +93,7 @@ struct user {
 	int ndirty, capdirty;
 	bool on_dirty_list;
 	bool refresh_inflight;
+	struct snap *snaps;      /* snapshot queries waiting or running for its streams */
 	int refs;                /* subs + queries in flight */
 };
 
@@ -108,9 +108,40 @@ struct hub {
 	struct event *flush_ev;  /* owned; activated once per loop iteration with work */
 	struct event *tick_ev;   /* owned; heartbeats and resnapshots */
 	int tick_ms;             /* tick_ev's period */
+	struct sse_frame *ping;  /* owned; every heartbeat sends it */
+	struct sse_frame *retry; /* owned; the retry hint at start and shutdown */
+	struct snap *snap_head, *snap_tail; /* snapshot queries not yet handed to the pool */
+	int snaps_at_pool; /* snapshot queries handed to the pool, not yet answered */
+	int opening;       /* streams waiting for their first state */
 	struct hub_stats stats;
 	bool closing;
 };
+
+/* One snapshot query (SQL_SSE_JOB or SQL_SSE_GLOBAL) and the streams of one
+ * user waiting for its answer: a burst of streams opening on the same job
+ * costs one query, not one each. */
+struct snap {
+	struct hub *hub;
+	struct user *user;  /* referenced */
+	struct snap *unext; /* in user->snaps */
+	struct snap *qnext; /* in the hub's queue while not handed to the pool */
+	enum sub_kind kind; /* SUB_JOB or SUB_GLOBAL */
+	char key[ID_LEN];   /* SUB_JOB: the job; SUB_GLOBAL: its logs_for, "" for none */
+	bool sent;          /* set by the pool once the query went out: no more joiners */
+	struct sub **subs;  /* owned array; each referenced */
+	int nsubs, capsubs;
+};
+
+/* Snapshot queries handed to the pool at once; the rest wait in the hub, where
+ * streams of the same user and job keep joining them. */
+#define MAX_SNAPSHOTS_AT_POOL 64
+/* Streams waiting for their first state beyond which a new one is refused
+ * (503): the database is far behind. */
+#define MAX_OPENING 16384
+
+/* The queries that carry a change to live streams wait ahead of everything
+ * else in the pool: they are what commit -> SSE latency is made of. */
+static const struct pgpool_exec_opts live_query = {.urgent = true, .sent = NULL};
 
 /* A query in flight. */
 struct hq {
@@ -192,7 +223,7 @@ __attribute__((noinline)) static void sub_unref(struct sub *s)
 	if (s->timer != NULL)
 		event_free(s->timer);
 	free(s->wait_json);
-	free(s->seen);
+	seqmap_release(&s->seen);
 	free(s);
 }
 
@@ -256,14 +287,46 @@ static void stream_end(struct sub *s)
 	sub_unref(s); /* the connection's reference */
 }
 
+static struct bufferevent *stream_bev(struct sub *s)
+{
+	struct evhttp_connection *evcon;
+
+	if (s->req == NULL || (evcon = evhttp_request_get_connection(s->req)) == NULL)
+		return NULL;
+	return evhttp_connection_get_bufferevent(evcon);
+}
+
 static size_t pending_output(struct sub *s)
+{
+	struct bufferevent *bev = stream_bev(s);
+
+	return bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+/* Puts frame f on s's connection (see sse_send). Returns 0 or -1. */
+static int stream_put(struct sub *s, struct sse_frame *f)
 {
 	struct bufferevent *bev;
 
-	if (s->req == NULL || evhttp_request_get_connection(s->req) == NULL)
+	if (!s->has_body)
 		return 0;
-	bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(s->req));
-	return bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+	bev = stream_bev(s);
+	return bev != NULL ? sse_send(bev, f, s->chunked) : -1;
+}
+
+/* One event for many streams: formatted (with its chunk framing) at the
+ * first send and the same bytes shared by every stream it goes to. */
+struct out_event {
+	const char *event;
+	int64_t id;
+	const char *data;
+	struct sse_frame *frame; /* owned; NULL until first sent */
+};
+
+static void out_event_done(struct out_event *e)
+{
+	sse_frame_unref(e->frame);
+	e->frame = NULL;
 }
 
 enum wr {
@@ -272,15 +335,16 @@ enum wr {
 	WR_DROPPED, /* dropped for a slow client (or out of memory) */
 };
 
-/* Writes one event. important: a state or terminal event that must not be
+/* Sends one event. important: a state or terminal event that must not be
  * lost; others are dropped while the client is behind, which schedules a
  * fresh snapshot. On WR_CLOSED s is freed unless the caller holds a reference. */
-static enum wr stream_write(struct sub *s, const char *event, int64_t id, const char *data,
-			    bool important)
+static enum wr stream_emit(struct sub *s, struct out_event *e, bool important)
 {
 	struct hub *hub = s->hub;
 	size_t pending = pending_output(s);
-	struct evbuffer *buf;
+	struct sse_frame *own = NULL, *f;
+	int64_t id = e->id;
+	int rc;
 
 	if (s->state != SUB_LIVE || s->req == NULL)
 		return WR_CLOSED;
@@ -298,23 +362,38 @@ static enum wr stream_write(struct sub *s, const char *event, int64_t id, const 
 	}
 	/* Ids never go back on a stream: the id a client resumes from says
 	 * what it has seen, and a job's state can be older (lower seq) than a
-	 * log line already sent (a log written after the state change). */
-	if (id > 0 && id < s->last_id)
+	 * log line already sent (a log written after the state change). Such a
+	 * stream gets bytes of its own. */
+	if (id > 0 && id < s->last_id) {
 		id = s->last_id;
-	buf = evbuffer_new();
-	if (buf == NULL || sse_format(buf, event, id, data) != 0) {
-		if (buf != NULL)
-			evbuffer_free(buf);
+		f = own = sse_frame_new(e->event, id, e->data);
+	} else {
+		if (e->frame == NULL)
+			e->frame = sse_frame_new(e->event, id, e->data);
+		f = e->frame;
+	}
+	rc = f != NULL ? stream_put(s, f) : -1;
+	sse_frame_unref(own);
+	if (rc != 0) {
 		s->need_snapshot = true;
 		return WR_DROPPED;
 	}
-	evhttp_send_reply_chunk(s->req, buf);
-	evbuffer_free(buf);
 	s->last_write_ms = now_ms();
 	if (id > s->last_id)
 		s->last_id = id;
 	hub->stats.events_relayed++;
 	return WR_SENT;
+}
+
+/* stream_emit() of an event that goes to this one stream. */
+static enum wr stream_write(struct sub *s, const char *event, int64_t id, const char *data,
+                            bool important)
+{
+	struct out_event e = {event, id, data, NULL};
+	enum wr w = stream_emit(s, &e, important);
+
+	out_event_done(&e);
+	return w;
 }
 
 /* ==== Waiters ==== */
@@ -351,33 +430,7 @@ static void hq_free(struct hq *q);
  * out of memory, which only loses the check against stale states. */
 static int64_t *seen_slot(struct sub *s, const char *job)
 {
-	int i, oldest = 0;
-
-	if (s->kind == SUB_JOB)
-		return &s->last_seq;
-	for (i = 0; i < s->nseen; i++) {
-		if (strcmp(s->seen[i].job, job) == 0)
-			return &s->seen[i].seq;
-		if (s->seen[i].seq < s->seen[oldest].seq)
-			oldest = i;
-	}
-	if (s->nseen == MAX_SEEN) {
-		i = oldest; /* long unchanged: the least likely to race */
-	} else {
-		if (s->nseen == s->capseen) {
-			int cap = s->capseen == 0 ? 16 : s->capseen * 2;
-			struct seen *n = realloc(s->seen, (size_t)cap * sizeof(*n));
-
-			if (n == NULL)
-				return NULL;
-			s->seen = n;
-			s->capseen = cap;
-		}
-		i = s->nseen++;
-	}
-	snprintf(s->seen[i].job, ID_LEN, "%s", job);
-	s->seen[i].seq = 0;
-	return &s->seen[i].seq;
+	return s->kind == SUB_JOB ? &s->last_seq : seqmap_slot(&s->seen, job);
 }
 
 /* Sends "end" on a per-job stream and closes it. s may be freed on return
@@ -407,19 +460,61 @@ static int logs_then_end(struct sub *s)
 		return -1;
 	snprintf(after_s, sizeof(after_s), "%lld", (long long)s->last_log_id);
 	p[1].len = strlen(after_s);
-	if (pgpool_exec(s->hub->pool, s->user->id, SQL_SSE_LOGS, 2, p, NULL, logs_done_cb, q) != 0) {
+	if (pgpool_exec_ex(s->hub->pool, s->user->id, SQL_SSE_LOGS, 2, p, NULL, &live_query,
+	                   logs_done_cb, q) != 0) {
 		hq_free(q);
 		return -1;
 	}
 	return 0;
 }
 
-/* One job row (json, seq, status) for sub s. s may be freed on return unless
- * the caller holds a reference. */
-static void deliver_job(struct sub *s, const char *json, int64_t seq, const char *status,
-			const char *job_id, bool snapshot)
+/* One job's state read from the database, with the events it becomes on the
+ * streams it goes to (their bytes shared among those streams). */
+struct job_row {
+	const char *json; /* borrowed from the result */
+	int64_t seq;
+	const char *status; /* borrowed from the result */
+	const char *job_id; /* borrowed */
+	bool terminal;
+	char end_data[96];
+	struct out_event job, end;
+};
+
+static void job_row_init(struct job_row *row, const char *json, int64_t seq, const char *status,
+                         const char *job_id)
 {
-	bool terminal = hub_is_terminal(status);
+	row->json = json;
+	row->seq = seq;
+	row->status = status;
+	row->job_id = job_id;
+	row->terminal = hub_is_terminal(status);
+	snprintf(row->end_data, sizeof(row->end_data), "{\"id\":\"%.36s\",\"status\":\"%.16s\"}",
+	         job_id, status);
+	row->job = (struct out_event){"job", seq, json, NULL};
+	row->end = (struct out_event){"end", seq, row->end_data, NULL};
+}
+
+/* job_row_init() from row i of a result whose first columns are (job json,
+ * seq, status); job_id is borrowed. */
+static void job_row_from(struct job_row *row, const PGresult *res, int i, const char *job_id)
+{
+	job_row_init(row, PQgetvalue(res, i, 0), strtoll(PQgetvalue(res, i, 1), NULL, 10),
+	             PQgetvalue(res, i, 2), job_id);
+}
+
+static void job_row_done(struct job_row *row)
+{
+	out_event_done(&row->job);
+	out_event_done(&row->end);
+}
+
+/* One job row for sub s. s may be freed on return unless the caller holds a
+ * reference. */
+static void deliver_job(struct sub *s, struct job_row *row, bool snapshot)
+{
+	const char *json = row->json, *status = row->status, *job_id = row->job_id;
+	int64_t seq = row->seq;
+	bool terminal = row->terminal;
 	int64_t *last, prev;
 	enum wr w;
 
@@ -446,7 +541,7 @@ static void deliver_job(struct sub *s, const char *json, int64_t seq, const char
 	prev = last != NULL ? *last : 0;
 	if (last != NULL && seq <= prev)
 		return; /* already sent, or a snapshot older than what was */
-	w = stream_write(s, "job", seq, json, snapshot || terminal);
+	w = stream_emit(s, &row->job, snapshot || terminal);
 	if (w == WR_CLOSED)
 		return;
 	if (w == WR_SENT && last != NULL)
@@ -461,11 +556,7 @@ static void deliver_job(struct sub *s, const char *json, int64_t seq, const char
 			job_stream_end(s);
 	} else if (!snapshot || prev > 0) {
 		/* Finished while the stream was open (a snapshot may read it first). */
-		char data[128];
-
-		snprintf(data, sizeof(data), "{\"id\":\"%.36s\",\"status\":\"%.16s\"}",
-			 job_id, status);
-		(void)stream_write(s, "end", seq, data, true);
+		(void)stream_emit(s, &row->end, true);
 	}
 }
 
@@ -502,6 +593,7 @@ static bool wants_logs(const struct sub *s, const char *job)
 
 static void schedule_flush(struct hub *hub);
 static void request_snapshot(struct sub *s);
+static void snap_pump(struct hub *hub);
 
 static void mark_dirty(struct hub *hub, struct user *u, const char *job, bool job_changed,
 		       bool log_written)
@@ -562,6 +654,78 @@ static void hq_free(struct hq *q)
 	free(q);
 }
 
+static struct snap *snap_new(struct hub *hub, struct user *u, enum sub_kind kind, const char *key)
+{
+	struct snap *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->hub = hub;
+	g->user = u;
+	u->refs++;
+	g->kind = kind;
+	snprintf(g->key, sizeof(g->key), "%s", key);
+	return g;
+}
+
+/* Queues a new g in its user's list and the hub's queue. */
+static void snap_link(struct snap *g)
+{
+	struct hub *hub = g->hub;
+
+	g->unext = g->user->snaps;
+	g->user->snaps = g;
+	if (hub->snap_tail != NULL)
+		hub->snap_tail->qnext = g;
+	else
+		hub->snap_head = g;
+	hub->snap_tail = g;
+}
+
+static void snap_pop(struct hub *hub)
+{
+	struct snap *g = hub->snap_head;
+
+	hub->snap_head = g->qnext;
+	if (hub->snap_head == NULL)
+		hub->snap_tail = NULL;
+	g->qnext = NULL;
+}
+
+static int snap_add(struct snap *g, struct sub *s)
+{
+	if (g->nsubs == g->capsubs) {
+		int cap = g->capsubs == 0 ? 4 : g->capsubs * 2;
+		struct sub **n = realloc(g->subs, (size_t)cap * sizeof(*n));
+
+		if (n == NULL)
+			return -1;
+		g->subs = n;
+		g->capsubs = cap;
+	}
+	g->subs[g->nsubs++] = s;
+	s->refs++;
+	return 0;
+}
+
+/* Takes answered g out of its user's list (it is out of the hub's queue). */
+static void snap_detach(struct snap *g)
+{
+	for (struct snap **pp = &g->user->snaps; *pp != NULL; pp = &(*pp)->unext) {
+		if (*pp == g) {
+			*pp = g->unext;
+			break;
+		}
+	}
+}
+
+static void snap_free(struct snap *g)
+{
+	user_unref(g->hub, g->user);
+	free(g->subs);
+	free(g);
+}
+
 static void refresh_done_cb(const struct pgpool_result *r, void *arg)
 {
 	struct hq *q = arg;
@@ -576,9 +740,13 @@ static void refresh_done_cb(const struct pgpool_result *r, void *arg)
 		     id = strtok_r(NULL, ",", &save)) {
 			int row = -1;
 
+			struct job_row jr;
+
 			for (int i = 0; i < n; i++)
 				if (strcmp(PQgetvalue(r->res, i, 3), id) == 0)
 					row = i;
+			if (row >= 0)
+				job_row_from(&jr, r->res, row, id);
 			for (struct sub *s = u->subs, *next; s != NULL; s = next) {
 				next = s->next;
 				if (!wants_job(s, id))
@@ -587,12 +755,12 @@ static void refresh_done_cb(const struct pgpool_result *r, void *arg)
 				if (row < 0)
 					deliver_deleted(s, id);
 				else
-					deliver_job(s, PQgetvalue(r->res, row, 0),
-						    strtoll(PQgetvalue(r->res, row, 1), NULL, 10),
-						    PQgetvalue(r->res, row, 2), id, false);
+					deliver_job(s, &jr, false);
 				next = s->user == u ? s->next : next;
 				sub_unref(s);
 			}
+			if (row >= 0)
+				job_row_done(&jr);
 		}
 	} else if (r->res == NULL) {
 		log_warn("sse.refresh_failed", LF_STR("error", r->message));
@@ -608,19 +776,26 @@ static void logs_done_cb(const struct pgpool_result *r, void *arg)
 	struct user *u = q->user;
 	struct sub *only = q->sub; /* referenced; a per-job stream's logs before "end" */
 	int n = r->res != NULL ? PQntuples(r->res) : 0;
+	/* Each line's bytes are shared by the streams it goes to. */
+	struct out_event *lines = n > 0 ? calloc((size_t)n, sizeof(*lines)) : NULL;
 
+	for (int i = 0; i < n && lines != NULL; i++)
+		lines[i] = (struct out_event){"log", strtoll(PQgetvalue(r->res, i, 0), NULL, 10),
+		                              PQgetvalue(r->res, i, 1), NULL};
+	if (n > 0 && lines == NULL) {
+		log_warn("sse.logs_failed", LF_STR("error", "out of memory"));
+		n = 0; /* the streams read them again at their next snapshot */
+	}
 	for (struct sub *s = u->subs, *next; r->res != NULL && s != NULL; s = next) {
 		next = s->next;
 		if ((only != NULL && s != only) || !wants_logs(s, q->job) || s->state != SUB_LIVE)
 			continue;
 		s->refs++; /* a write may end s (hard_bytes) */
 		for (int i = 0; i < n && s->state == SUB_LIVE; i++) {
-			int64_t id = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
-
-			if (id <= s->last_log_id)
+			if (lines[i].id <= s->last_log_id)
 				continue;
-			s->last_log_id = id;
-			if (stream_write(s, "log", id, PQgetvalue(r->res, i, 1), false) == WR_CLOSED)
+			s->last_log_id = lines[i].id;
+			if (stream_emit(s, &lines[i], false) == WR_CLOSED)
 				break;
 		}
 		/* More than one page: keep reading. */
@@ -634,6 +809,9 @@ static void logs_done_cb(const struct pgpool_result *r, void *arg)
 		if (n < 500 || logs_then_end(only) != 0)
 			job_stream_end(only);
 	}
+	for (int i = 0; i < n; i++)
+		out_event_done(&lines[i]);
+	free(lines);
 	hq_free(q);
 }
 
@@ -664,8 +842,8 @@ static void flush_user(struct hub *hub, struct user *u)
 
 			snprintf(after_s, sizeof(after_s), "%lld", (long long)after);
 			p[1].len = strlen(after_s);
-			if (q != NULL && pgpool_exec(hub->pool, u->id, SQL_SSE_LOGS, 2, p, NULL,
-						     logs_done_cb, q) != 0)
+			if (q != NULL && pgpool_exec_ex(hub->pool, u->id, SQL_SSE_LOGS, 2, p, NULL,
+			                                &live_query, logs_done_cb, q) != 0)
 				hq_free(q);
 		}
 		if (any_job) {
@@ -704,8 +882,8 @@ static void flush_user(struct hub *hub, struct user *u)
 			p.len = strlen(p.value);
 			p.binary = false;
 			u->refresh_inflight = true;
-			if (pgpool_exec(hub->pool, u->id, SQL_SSE_JOBS, 1, &p, NULL, refresh_done_cb,
-					q) != 0) {
+			if (pgpool_exec_ex(hub->pool, u->id, SQL_SSE_JOBS, 1, &p, NULL, &live_query,
+			                   refresh_done_cb, q) != 0) {
 				u->refresh_inflight = false;
 				hq_free(q);
 			}
@@ -759,6 +937,7 @@ static void fail_pending(struct sub *s, int status, const char *code, const char
 {
 	struct evhttp_request *req = s->req;
 
+	s->hub->opening--;
 	s->state = SUB_DONE;
 	s->req = NULL;
 	sub_unlink(s);
@@ -771,20 +950,39 @@ static void fail_pending(struct sub *s, int status, const char *code, const char
 	sub_unref(s); /* the owner's reference */
 }
 
+/* Events are small writes a few milliseconds apart to a client that sends
+ * nothing back: with Nagle's algorithm an event waits for the ACK of the one
+ * before, which the client delays by up to 40 ms (this was the ~34 ms p99 of
+ * commit -> SSE). Failure only costs latency. */
+static void set_nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+
+	if (fd >= 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static void start_stream(struct sub *s)
 {
 	struct evhttp_request *req = s->req;
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct evbuffer *buf;
+	const char *te;
 
 	evhttp_add_header(h, "Content-Type", "text/event-stream");
 	evhttp_add_header(h, "Cache-Control", "no-cache");
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
 	note_reply(s->hub, req, 200);
 	evhttp_send_reply_start(req, 200, "OK");
+	s->hub->opening--;
 	s->state = SUB_LIVE;
 	s->evcon = evcon;
+	/* Events bypass evhttp_send_reply_chunk() (see sse_send), so frame them
+	 * as evhttp would: chunked for HTTP/1.1, raw for 1.0 (the connection
+	 * then ends the stream), nothing for HEAD. */
+	te = evhttp_find_header(h, "Transfer-Encoding");
+	s->chunked = te != NULL && evutil_ascii_strcasecmp(te, "chunked") == 0;
+	s->has_body = evhttp_request_get_command(req) != EVHTTP_REQ_HEAD;
 	if (evcon != NULL) {
 		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
 		struct timeval wr = {60, 0};
@@ -792,28 +990,26 @@ static void start_stream(struct sub *s)
 		evhttp_connection_set_closecb(evcon, conn_close_cb, s);
 		/* An idle stream is normal: no read timeout; a client that stops
 		 * reading for a minute is dropped by the write timeout. */
-		if (bev != NULL)
+		if (bev != NULL) {
 			bufferevent_set_timeouts(bev, NULL, &wr);
+			set_nodelay(bufferevent_getfd(bev));
+		}
 	}
-	buf = evbuffer_new();
-	if (buf != NULL && sse_retry(buf, s->hub->opts.retry_ms) == 0)
-		evhttp_send_reply_chunk(req, buf);
-	if (buf != NULL)
-		evbuffer_free(buf);
+	(void)stream_put(s, s->hub->retry); /* only a hint */
 	s->last_write_ms = now_ms();
 }
 
-static void snapshot_done_cb(const struct pgpool_result *r, void *arg)
+/* The first state (or a fresh snapshot) of stream s, from r, whose rows
+ * (n of them, NULL when r failed) are shared by every stream of the query. */
+static void snapshot_apply(struct sub *s, const struct pgpool_result *r, struct job_row *rows,
+                           int n)
 {
-	struct hq *q = arg;
-	struct sub *s = q->sub;
-	struct hub *hub = q->hub;
+	struct hub *hub = s->hub;
 	bool was_pending = s->state == SUB_PENDING;
-	int n, limit_col = 4;
+	int limit_col = 4;
 
-	s->snap_inflight = false;
 	if (s->state == SUB_DONE)
-		goto out;
+		return;
 	if (r->res == NULL) {
 		if (was_pending) {
 			const char *code;
@@ -825,15 +1021,14 @@ static void snapshot_done_cb(const struct pgpool_result *r, void *arg)
 		} else {
 			s->need_snapshot = true; /* try again on the next tick */
 		}
-		goto out;
+		return;
 	}
-	n = PQntuples(r->res);
 	if (s->kind != SUB_GLOBAL && n == 0) {
 		if (was_pending)
 			fail_pending(s, 404, "not_found", "no such job");
 		else
 			deliver_deleted(s, s->job);
-		goto out;
+		return;
 	}
 	if (was_pending) {
 		int64_t limit = 20;
@@ -843,11 +1038,11 @@ static void snapshot_done_cb(const struct pgpool_result *r, void *arg)
 		if (s->kind == SUB_GLOBAL && n > 0 && strcmp(PQgetvalue(r->res, 0, 5), "t") != 0) {
 			/* logs_for names a job the caller cannot see: 404 like every route. */
 			fail_pending(s, 404, "not_found", "no such job");
-			goto out;
+			return;
 		}
 		if (s->kind != SUB_WAIT && s->user != NULL && s->user->nstreams > limit) {
 			fail_pending(s, 429, "limit_exceeded", "too many event streams for this user");
-			goto out;
+			return;
 		}
 		if (s->kind == SUB_JOB) {
 			int64_t max_log = PQgetisnull(r->res, 0, 3)
@@ -860,14 +1055,9 @@ static void snapshot_done_cb(const struct pgpool_result *r, void *arg)
 		}
 		start_stream(s);
 	}
-	for (int i = 0; i < n && s->state == SUB_LIVE; i++) {
-		const char *id = s->kind == SUB_GLOBAL ? PQgetvalue(r->res, i, 3) : s->job;
-
-		if (PQgetisnull(r->res, i, 1))
-			continue; /* global stream of a user without jobs */
-		deliver_job(s, PQgetvalue(r->res, i, 0), strtoll(PQgetvalue(r->res, i, 1), NULL, 10),
-			    PQgetvalue(r->res, i, 2), id, true);
-	}
+	for (int i = 0; i < n && s->state == SUB_LIVE; i++)
+		if (rows[i].job_id != NULL) /* NULL: global stream of a user without jobs */
+			deliver_job(s, &rows[i], true);
 	if (s->state == SUB_LIVE && s->user != NULL) {
 		if (s->logs_for[0] != '\0' && (was_pending || s->need_snapshot))
 			mark_dirty(hub, s->user, s->logs_for, false, true);
@@ -876,34 +1066,108 @@ static void snapshot_done_cb(const struct pgpool_result *r, void *arg)
 			request_snapshot(s);
 		}
 	}
-out:
-	hq_free(q);
 }
 
+static void snap_finish(struct snap *g, const struct pgpool_result *r)
+{
+	static const struct pgpool_result no_memory = {.unavailable = true,
+	                                               .message = "out of memory"};
+	int n = r->res != NULL ? PQntuples(r->res) : 0;
+	struct job_row *rows = n > 0 ? calloc((size_t)n, sizeof(*rows)) : NULL;
+
+	snap_detach(g);
+	if (n > 0 && rows == NULL) {
+		r = &no_memory;
+		n = 0;
+	}
+	for (int i = 0; i < n; i++) {
+		if (PQgetisnull(r->res, i, 1))
+			continue;
+		job_row_from(&rows[i], r->res, i,
+		             g->kind == SUB_GLOBAL ? PQgetvalue(r->res, i, 3) : g->key);
+	}
+	for (int i = 0; i < g->nsubs; i++) {
+		struct sub *s = g->subs[i];
+
+		s->snap_inflight = false;
+		snapshot_apply(s, r, rows, n);
+		sub_unref(s);
+	}
+	for (int i = 0; i < n; i++)
+		if (rows[i].job_id != NULL)
+			job_row_done(&rows[i]);
+	free(rows);
+	snap_free(g);
+}
+
+static void snapshot_done_cb(const struct pgpool_result *r, void *arg)
+{
+	struct snap *g = arg;
+	struct hub *hub = g->hub;
+
+	hub->snaps_at_pool--;
+	snap_finish(g, r);
+	snap_pump(hub);
+}
+
+/* Hands waiting snapshot queries to the pool, at most MAX_SNAPSHOTS_AT_POOL
+ * at a time, so that a burst of new streams leaves room in the pool's queue
+ * for everything else and keeps joining queries not yet sent. */
+static void snap_pump(struct hub *hub)
+{
+	while (hub->snap_head != NULL && hub->snaps_at_pool < MAX_SNAPSHOTS_AT_POOL) {
+		struct snap *g = hub->snap_head;
+		struct pgpool_param p = {g->key[0] != '\0' ? g->key : NULL, strlen(g->key), false};
+		struct pgpool_exec_opts o = {.urgent = false, .sent = &g->sent};
+
+		/* $1: the job, or a global stream's logs_for (NULL for none; checked
+		 * under RLS). Once closing, the pool may be gone. */
+		if (!hub->closing &&
+		    pgpool_exec_ex(hub->pool, g->user->id,
+		                   g->kind == SUB_GLOBAL ? SQL_SSE_GLOBAL : SQL_SSE_JOB, 1, &p,
+		                   NULL, &o, snapshot_done_cb, g) == 0) {
+			snap_pop(hub);
+			hub->snaps_at_pool++;
+			continue;
+		}
+		if (!hub->closing && pgpool_live(hub->pool) > 0)
+			break; /* the pool's queue is full: go on when it drains (or next tick) */
+		/* No database, or shutting down: the waiting streams learn it now (503). */
+		snap_pop(hub);
+		snap_finish(g, &(struct pgpool_result){.unavailable = true,
+		                                       .message = "database unavailable"});
+	}
+}
+
+/* Reads the state of s's job(s) anew: s joins the query of another stream of
+ * the same user that waits for the same one, unless that query has been sent
+ * already (its snapshot could predate a change s has heard of). */
 static void request_snapshot(struct sub *s)
 {
 	struct hub *hub = s->hub;
-	struct hq *q;
-	struct pgpool_param p = {s->job, strlen(s->job), false};
+	const char *key = s->kind == SUB_GLOBAL ? s->logs_for : s->job;
+	struct snap *g, *fresh = NULL;
 
 	if (s->snap_inflight || s->user == NULL)
 		return;
-	if (s->kind == SUB_GLOBAL) /* $1: logs_for, NULL for none (checked under RLS) */
-		p = (struct pgpool_param){s->logs_for[0] != '\0' ? s->logs_for : NULL,
-					  strlen(s->logs_for), false};
-	q = hq_new(hub, s->user, s, NULL, 0);
-	if (q == NULL)
-		return;
-	s->snap_inflight = true;
-	if (pgpool_exec(hub->pool, s->user->id, s->kind == SUB_GLOBAL ? SQL_SSE_GLOBAL : SQL_SSE_JOB,
-			1, &p, NULL, snapshot_done_cb, q) != 0) {
-		s->snap_inflight = false;
-		hq_free(q);
+	for (g = s->user->snaps; g != NULL; g = g->unext)
+		if (!g->sent && g->kind == s->kind && strcmp(g->key, key) == 0)
+			break;
+	if (g == NULL && (fresh = snap_new(hub, s->user, s->kind, key)) != NULL)
+		g = fresh;
+	if (g == NULL || snap_add(g, s) != 0) {
+		if (fresh != NULL)
+			snap_free(fresh);
 		if (s->state == SUB_PENDING)
-			fail_pending(s, 503, "unavailable", "database unavailable");
+			fail_pending(s, 503, "unavailable", "out of memory");
 		else
 			s->need_snapshot = true;
+		return;
 	}
+	if (fresh != NULL)
+		snap_link(fresh);
+	s->snap_inflight = true;
+	snap_pump(hub);
 }
 
 static struct sub *sub_new(struct hub *hub, struct evhttp_request *req, const char *user,
@@ -919,6 +1183,7 @@ static struct sub *sub_new(struct hub *hub, struct evhttp_request *req, const ch
 	s->req = req;
 	s->refs = 1;
 	s->last_event_id = -1;
+	seqmap_init(&s->seen, MAX_SEEN);
 	snprintf(s->job, sizeof(s->job), "%s", job != NULL ? job : "");
 	s->user = u;
 	u->refs++;
@@ -939,15 +1204,21 @@ static struct sub *sub_new(struct hub *hub, struct evhttp_request *req, const ch
 void hub_open_stream(struct hub *hub, struct evhttp_request *req, const char *user,
 		     const char *job_id, const char *logs_for, int64_t last_event_id)
 {
-	struct sub *s;
+	struct sub *s = NULL;
+	const char *why = hub->closing ? "shutting down"
+	                  : hub->opening >= MAX_OPENING
+	                      ? "too many streams waiting for the database"
+	                      : "out of memory";
 
-	if (hub->closing || (s = sub_new(hub, req, user, job_id != NULL ? SUB_JOB : SUB_GLOBAL,
-					 job_id)) == NULL) {
+	if (!hub->closing && hub->opening < MAX_OPENING)
+		s = sub_new(hub, req, user, job_id != NULL ? SUB_JOB : SUB_GLOBAL, job_id);
+	if (s == NULL) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
 		note_reply(hub, req, 503);
-		http_reply_error(req, 503, "unavailable", "shutting down");
+		http_reply_error(req, 503, "unavailable", why);
 		return;
 	}
+	hub->opening++;
 	s->last_event_id = last_event_id;
 	if (last_event_id > 0)
 		s->last_id = last_event_id;
@@ -1020,12 +1291,7 @@ static void tick_one(struct sub *s, void *arg)
 	/* Ticks are tick_ms apart: ping one tick early so no gap exceeds heartbeat_ms. */
 	if (now - s->last_write_ms >= hub->opts.heartbeat_ms - hub->tick_ms &&
 	    pending_output(s) < hub->opts.queue_bytes) {
-		struct evbuffer *buf = evbuffer_new();
-
-		if (buf != NULL && sse_ping(buf) == 0)
-			evhttp_send_reply_chunk(s->req, buf);
-		if (buf != NULL)
-			evbuffer_free(buf);
+		(void)stream_put(s, hub->ping); /* a failed one is retried next tick */
 		s->last_write_ms = now;
 	}
 }
@@ -1036,6 +1302,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t now = now_ms();
 
 	for_each_sub(hub, tick_one, &now);
+	snap_pump(hub); /* snapshots the pool's full queue turned away */
 }
 
 static void resync_one(struct sub *s, void *arg)
@@ -1063,20 +1330,15 @@ static void shutdown_one(struct sub *s, void *arg)
 		waiter_answer(s, 202);
 		return;
 	}
-	if (s->req != NULL) {
-		struct evbuffer *buf = evbuffer_new();
-
-		if (buf != NULL && sse_retry(buf, s->hub->opts.retry_ms) == 0)
-			evhttp_send_reply_chunk(s->req, buf);
-		if (buf != NULL)
-			evbuffer_free(buf);
-	}
+	if (s->req != NULL)
+		(void)stream_put(s, s->hub->retry); /* only a hint */
 	stream_end(s);
 }
 
 void hub_shutdown(struct hub *hub)
 {
 	hub->closing = true;
+	snap_pump(hub); /* fails the snapshots still waiting here (503) */
 	for_each_sub(hub, shutdown_one, NULL);
 	if (hub->tick_ev != NULL)
 		event_del(hub->tick_ev);
@@ -1107,7 +1369,10 @@ struct hub *hub_new(struct event_base *base, struct pgpool *pool, const struct h
 	hub->reply_arg = arg;
 	hub->flush_ev = event_new(base, -1, 0, flush_cb, hub);
 	hub->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, hub);
-	if (hub->flush_ev == NULL || hub->tick_ev == NULL || event_add(hub->tick_ev, &tv) != 0) {
+	hub->ping = sse_frame_ping();
+	hub->retry = sse_frame_retry(opts->retry_ms);
+	if (hub->flush_ev == NULL || hub->tick_ev == NULL || hub->ping == NULL ||
+	    hub->retry == NULL || event_add(hub->tick_ev, &tv) != 0) {
 		hub_free(hub);
 		return NULL;
 	}
@@ -1123,6 +1388,8 @@ void hub_free(struct hub *hub)
 		event_free(hub->flush_ev);
 	if (hub->tick_ev != NULL)
 		event_free(hub->tick_ev);
+	sse_frame_unref(hub->ping);
+	sse_frame_unref(hub->retry);
 	/* Users still referenced by pending subs (whose queries were failed by
 	 * pgpool_free before this) are gone by now; free any stragglers. */
 	for (int b = 0; b < NBUCKETS; b++) {

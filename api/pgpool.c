@@ -39,6 +39,8 @@ struct pgreq {
 	int *formats;         /* owned */
 	pgpool_result_cb cb;
 	void *cb_arg;         /* borrowed */
+	bool urgent;
+	bool *sent; /* borrowed; set when the request goes out */
 };
 
 struct pconn {
@@ -66,6 +68,7 @@ struct pgpool {
 	int max_queue;
 	struct pconn *conns;     /* owned; size entries */
 	struct pgreq *head, *tail; /* owned; waiting requests */
+	struct pgreq *last_urgent; /* the last urgent one among them, NULL if none */
 	int queued;
 	bool closing;
 	bool first_done;
@@ -75,6 +78,7 @@ struct pgpool {
 
 static void connect_step(struct pconn *c);
 static void dispatch(struct pgpool *pool);
+static struct pgreq *pop_head(struct pgpool *pool);
 
 static void req_free(struct pgreq *r)
 {
@@ -161,14 +165,8 @@ static void lost(struct pconn *c, const char *why)
 		finish(r, NULL, NULL, true, "database connection lost");
 	if (pgpool_live(pool) == 0) {
 		/* Nobody can serve the waiting requests soon: fail them fast (503). */
-		while (pool->head != NULL) {
-			struct pgreq *w = pool->head;
-
-			pool->head = w->next;
-			pool->queued--;
-			finish(w, NULL, NULL, true, "database unavailable");
-		}
-		pool->tail = NULL;
+		while (pool->head != NULL)
+			finish(pop_head(pool), NULL, NULL, true, "database unavailable");
 	}
 }
 
@@ -269,24 +267,49 @@ static void start_request(struct pconn *c, struct pgreq *r)
 		lost(c, PQerrorMessage(c->conn));
 		return;
 	}
+	if (r->sent != NULL)
+		*r->sent = true;
 	flush_cb(PQsocket(c->conn), EV_WRITE, c);
+}
+
+static struct pgreq *pop_head(struct pgpool *pool)
+{
+	struct pgreq *r = pool->head;
+
+	pool->head = r->next;
+	if (pool->head == NULL)
+		pool->tail = NULL;
+	if (pool->last_urgent == r)
+		pool->last_urgent = NULL;
+	pool->queued--;
+	r->next = NULL;
+	return r;
+}
+
+/* Urgent requests go after the urgent ones already waiting, others last. */
+static void push(struct pgpool *pool, struct pgreq *r)
+{
+	struct pgreq **at =
+	    r->urgent ? (pool->last_urgent != NULL ? &pool->last_urgent->next : &pool->head)
+	              : (pool->tail != NULL ? &pool->tail->next : &pool->head);
+
+	r->next = *at;
+	*at = r;
+	if (r->next == NULL)
+		pool->tail = r;
+	if (r->urgent)
+		pool->last_urgent = r;
+	pool->queued++;
 }
 
 static void dispatch(struct pgpool *pool)
 {
 	for (int i = 0; i < pool->size && pool->head != NULL; i++) {
 		struct pconn *c = &pool->conns[i];
-		struct pgreq *r;
 
 		if (c->state != CONN_IDLE)
 			continue;
-		r = pool->head;
-		pool->head = r->next;
-		if (pool->head == NULL)
-			pool->tail = NULL;
-		pool->queued--;
-		r->next = NULL;
-		start_request(c, r);
+		start_request(c, pop_head(pool));
 	}
 }
 
@@ -411,8 +434,9 @@ void pgpool_start(struct pgpool *pool, void (*on_first)(bool ok, void *arg), voi
 }
 
 static int enqueue(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
-		   const struct pgpool_param *params, char *owned, size_t owned_len,
-		   const char *then_sql, pgpool_result_cb cb, void *cb_arg)
+                   const struct pgpool_param *params, char *owned, size_t owned_len,
+                   const char *then_sql, const struct pgpool_exec_opts *opts, pgpool_result_cb cb,
+                   void *cb_arg)
 {
 	int total = nparams + (owned != NULL ? 1 : 0);
 	struct pgreq *r = NULL;
@@ -451,12 +475,11 @@ static int enqueue(struct pgpool *pool, const char *user_id, const char *sql, in
 	}
 	r->cb = cb;
 	r->cb_arg = cb_arg;
-	if (pool->tail != NULL)
-		pool->tail->next = r;
-	else
-		pool->head = r;
-	pool->tail = r;
-	pool->queued++;
+	if (opts != NULL) {
+		r->urgent = opts->urgent;
+		r->sent = opts->sent;
+	}
+	push(pool, r);
 	dispatch(pool);
 	return 0;
 fail:
@@ -469,7 +492,14 @@ int pgpool_exec(struct pgpool *pool, const char *user_id, const char *sql, int n
 		const struct pgpool_param *params, const char *then_sql, pgpool_result_cb cb,
 		void *cb_arg)
 {
-	return enqueue(pool, user_id, sql, nparams, params, NULL, 0, then_sql, cb, cb_arg);
+	return enqueue(pool, user_id, sql, nparams, params, NULL, 0, then_sql, NULL, cb, cb_arg);
+}
+
+int pgpool_exec_ex(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
+                   const struct pgpool_param *params, const char *then_sql,
+                   const struct pgpool_exec_opts *opts, pgpool_result_cb cb, void *cb_arg)
+{
+	return enqueue(pool, user_id, sql, nparams, params, NULL, 0, then_sql, opts, cb, cb_arg);
 }
 
 int pgpool_exec_owned(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
@@ -478,7 +508,7 @@ int pgpool_exec_owned(struct pgpool *pool, const char *user_id, const char *sql,
 {
 	if (data == NULL)
 		data = malloc(1); /* an empty bytea, not NULL */
-	return enqueue(pool, user_id, sql, nparams, params, data, len, then_sql, cb, cb_arg);
+	return enqueue(pool, user_id, sql, nparams, params, data, len, then_sql, NULL, cb, cb_arg);
 }
 
 int pgpool_live(const struct pgpool *pool)
@@ -512,15 +542,8 @@ int pgpool_size(const struct pgpool *pool)
 void pgpool_shutdown(struct pgpool *pool)
 {
 	pool->closing = true;
-	while (pool->head != NULL) {
-		struct pgreq *r = pool->head;
-
-		pool->head = r->next;
-		pool->queued--;
-		if (pool->head == NULL)
-			pool->tail = NULL;
-		finish(r, NULL, NULL, true, "shutting down");
-	}
+	while (pool->head != NULL)
+		finish(pop_head(pool), NULL, NULL, true, "shutting down");
 	for (int i = 0; i < pool->size; i++) {
 		struct pconn *c = &pool->conns[i];
 		struct pgreq *r = c->req;

@@ -6,7 +6,8 @@
  * transaction, in one round trip:
  *   SELECT set_config('role','importer_api',true), set_config('importer.user_id',$1,true),
  *          set_config('TimeZone','UTC',true);  <the work>;  Sync
- * Requests wait in a bounded FIFO while every connection is busy. Nothing here
+ * Requests wait in a bounded FIFO while every connection is busy (urgent ones
+ * ahead of the rest). Nothing here
  * blocks the loop. The pool knows nothing about HTTP.
  *
  * Unless stated otherwise, pointer arguments are borrowed for the duration of
@@ -65,6 +66,20 @@ void pgpool_start(struct pgpool *pool, void (*on_first)(bool ok, void *arg), voi
 int pgpool_exec(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
 		const struct pgpool_param *params, const char *then_sql, pgpool_result_cb cb,
 		void *cb_arg) __attribute__((warn_unused_result));
+
+/* How pgpool_exec_ex() queues a request. */
+struct pgpool_exec_opts {
+	bool urgent; /* waits ahead of every request that is not (live SSE deliveries) */
+	bool *sent;  /* NULL, or set to true when the request goes out to the server; must
+	              * stay valid until cb runs (lets the caller know whether the result can
+	              * still cover a change it hears of now) */
+};
+
+/* pgpool_exec() with opts (NULL = as pgpool_exec()). */
+int pgpool_exec_ex(struct pgpool *pool, const char *user_id, const char *sql, int nparams,
+                   const struct pgpool_param *params, const char *then_sql,
+                   const struct pgpool_exec_opts *opts, pgpool_result_cb cb, void *cb_arg)
+    __attribute__((warn_unused_result));
 
 /* Same, taking ownership of the binary buffer data (malloc'd, len bytes) as the
  * last parameter ($nparams+1), also on failure. Avoids copying uploads. */

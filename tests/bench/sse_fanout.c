@@ -5,9 +5,9 @@
  * address has ephemeral ports, and keeps them open. A stream counts as open
  * once READY appears in it (after a 200 answer): "HTTP/1.1 200" itself, or
  * the first event the server sends. At most OPENING streams are opening at a
- * time (the gateway answers 503 once more than its max_queue requests wait
- * for the database, as a burst of thousands of new streams would make them;
- * it sends its 200 before the stream's first query, hence READY). Writes "ready N" to
+ * time, the same pace for both servers (the gateway takes a burst of all of
+ * them at once too: tests/db/check_gateway.c, burst_of_stream_opens_all_answer_200;
+ * its first event follows the stream's first state, hence READY). Writes "ready N" to
  * STATUS once N streams answered 200. Then, for every stream, notes the
  * CLOCK_REALTIME at which MARKER first appears in what it received, and
  * writes those times (nanoseconds, one per line) to OUT once every stream

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #define USER_C "cccccccc-0000-4000-8000-00000000000c"
 #define USER_D "dddddddd-0000-4000-8000-00000000000d"
 #define USER_E "eeeeeeee-0000-4000-8000-00000000000e"
+#define USER_F "ffffffff-0000-4000-8000-00000000000f"
 
 static char database_env[4200];
 static struct test_proc gw;
@@ -429,13 +431,59 @@ static int open_sse(const char *path, const char *token, const char *extra)
 	return send_req("GET", path, token, extra, NULL, 0);
 }
 
+/* Opens an SSE stream over HTTP/1.1: the body comes in chunks (dechunk()). */
+static int open_sse11(const char *path, const char *token, const char *extra)
+{
+	char head[4096];
+	int fd = dial();
+	int n = snprintf(head, sizeof(head),
+	                 "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n", path,
+	                 token, extra != NULL ? extra : "");
+
+	ck_assert_int_lt(n, (int)sizeof(head));
+	send_all(fd, head, (size_t)n);
+	return fd;
+}
+
+/* Decodes the chunked body of the HTTP/1.1 response in raw (NUL-terminated):
+ * every complete chunk, in order, into out (NUL-terminated). Fails the test
+ * on anything that is not chunk framing. Returns the decoded length. */
+static size_t dechunk(const char *raw, char *out, size_t cap)
+{
+	const char *p = strstr(raw, "\r\n\r\n"), *te = strstr(raw, "Transfer-Encoding: chunked");
+	size_t n = 0;
+
+	ck_assert_msg(p != NULL && te != NULL && te < p, "not a chunked response: %s", raw);
+	for (p += 4; *p != '\0';) {
+		const char *crlf = strstr(p, "\r\n");
+		char *end;
+		unsigned long size;
+
+		if (crlf == NULL)
+			break; /* a chunk header still on its way */
+		size = strtoul(p, &end, 16);
+		ck_assert_msg(end == crlf && end > p, "bad chunk header: %.40s", p);
+		if (size == 0 || strlen(crlf + 2) < size + 2)
+			break; /* the last chunk, or one still on its way */
+		ck_assert_msg(strncmp(crlf + 2 + size, "\r\n", 2) == 0, "chunk of %lu without CRLF",
+		              size);
+		ck_assert_uint_lt(n + size, cap);
+		memcpy(out + n, crlf + 2, size);
+		n += size;
+		p = crlf + 2 + size + 2;
+	}
+	out[n] = '\0';
+	return n;
+}
+
 /* Opens an SSE stream at path from a client with a 2 KiB receive window. */
-static int open_slow_sse(const char *path, const char *token)
+static int open_slow_sse(const char *path, const char *token, bool http11)
 {
 	char head[4096];
 	int fd = dial_window(2048);
-	int n = snprintf(head, sizeof(head), "GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n",
-	                 path, token);
+	int n = snprintf(head, sizeof(head),
+	                 "GET %s HTTP/1.%d\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path,
+	                 http11 ? 1 : 0, token);
 
 	ck_assert_int_lt(n, (int)sizeof(head));
 	send_all(fd, head, (size_t)n);
@@ -526,7 +574,7 @@ START_TEST(sse_global_stream_wait_and_stalled_client)
 
 	start_gateway();
 	/* A client that never reads, with a tiny receive buffer. */
-	slow = open_slow_sse("/api/events", tok_a);
+	slow = open_slow_sse("/api/events", tok_a, false);
 	fd = open_sse("/api/events", tok_a, NULL);
 	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "retry: ", 5000), "%s", buf);
 	submit_csv(id, sizeof(id));
@@ -1000,29 +1048,35 @@ START_TEST(held_wait_requests_are_capped_per_user)
 }
 END_TEST
 
+/* Run over HTTP/1.0 (_i = 0: raw event stream) and HTTP/1.1 (_i = 1: chunks,
+ * whose framing must survive the partial writes to the stalled client). */
 START_TEST(slow_client_drops_progress_then_resnapshots)
 {
-	static char fast[8 << 20], slow_buf[8 << 20];
+	static char fast[8 << 20], slow_buf[8 << 20], decoded[8 << 20];
 	size_t flen = 0, slen = 0;
-	char id[64], id2[64], needle[64];
+	char id[64], id2[64], needle[64], tok[1024];
 	int fast_fd, slow_fd, i, first_drop = 0, job_events = 0;
 	struct resp r;
 	PGconn *db;
 	char *after_end;
+	bool http11 = _i == 1;
 
 	start_gateway_with("IMPORTER_SSE_QUEUE_BYTES=4096");
 	ck_assert_ptr_nonnull(strstr(gw.buf, "\"sse_queue_bytes\":4096"));
-	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_e, NULL, "id\n1\n", 5);
+	/* A user of its own per run: the other run's jobs stay out of the way. */
+	mint(http11 ? USER_F : USER_E, tok, sizeof(tok));
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok, NULL, "id\n1\n", 5);
 	json_str(r.body, "id", id, sizeof(id));
 	/* A second job that stays active: its last change is dropped for the slow
 	 * client and must come back in the snapshot after the drain. */
-	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok_e, NULL, NULL, 0);
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok, NULL, NULL, 0);
 	json_str(r.body, "id", id2, sizeof(id2));
 	/* The slow client reads its snapshot, then stops reading (tiny window). */
-	slow_fd = open_slow_sse("/api/events", tok_e);
+	slow_fd = open_slow_sse("/api/events", tok, http11);
 	ck_assert_msg(read_until(slow_fd, slow_buf, sizeof(slow_buf), &slen, id, 5000), "%s",
 	              slow_buf);
-	fast_fd = open_sse("/api/events", tok_e, NULL);
+	fast_fd =
+	    http11 ? open_sse11("/api/events", tok, NULL) : open_sse("/api/events", tok, NULL);
 	ck_assert_msg(read_until(fast_fd, fast, sizeof(fast), &flen, id, 5000), "%s", fast);
 	/* Progress in lock step: the fast client gets every state promptly while
 	 * the slow one backs up, until the gateway has dropped events for it. */
@@ -1056,9 +1110,9 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 		    read_until_at(fast_fd, fast, sizeof(fast), &flen, mark, "second-last", 3000),
 		    "fast client missed the second job");
 	}
-	PQclear(test_db_exec(db, "UPDATE importer.import_jobs SET status='failed', phase='done',"
-	                         " error_message='boom', current_step='last' WHERE kind='csv'"
-	                         " AND user_id='" USER_E "'"));
+	sql("UPDATE importer.import_jobs SET status='failed', phase='done', error_message='boom',"
+	    " current_step='last' WHERE id = '%s'",
+	    id);
 	ck_assert_msg(read_until_at(fast_fd, fast, sizeof(fast), &flen, 0, "event: end", 5000),
 	              "%s", fast + (flen > 2000 ? flen - 2000 : 0));
 	/* Now the slow client reads: the terminal state and "end" were kept, and
@@ -1089,6 +1143,15 @@ START_TEST(slow_client_drops_progress_then_resnapshots)
 		p = strstr(fast + at, needle);
 		ck_assert_msg(p != NULL, "fast client lacks step %d", k);
 		at = (int)(p - fast);
+	}
+	if (http11) {
+		/* Both streams are whole chunks up to what is still in flight. */
+		dechunk(slow_buf, decoded, sizeof(decoded));
+		ck_assert_ptr_nonnull(strstr(decoded, "\"status\" : \"failed\""));
+		ck_assert_ptr_nonnull(strstr(decoded, "event: end\n"));
+		dechunk(fast, decoded, sizeof(decoded));
+		snprintf(needle, sizeof(needle), "x%d\"", i - 1);
+		ck_assert_ptr_nonnull(strstr(decoded, needle));
 	}
 	{
 		char q[256];
@@ -1122,7 +1185,7 @@ START_TEST(stalled_client_closed_during_log_delivery)
 	EXPECT(&r, 202, "POST", "/api/jobs?kind=csv", tok_b, NULL, "id\n1\n", 5);
 	json_str(r.body, "id", id, sizeof(id));
 	snprintf(path, sizeof(path), "/api/events?logs_for=%s", id);
-	slow = open_slow_sse(path, tok_b);
+	slow = open_slow_sse(path, tok_b, false);
 	/* Live once the retry hint is out; from here on it never reads. */
 	ck_assert_msg(read_until(slow, buf, sizeof(buf), &len, "retry: ", 5000), "%s", buf);
 	sql("INSERT INTO importer.import_logs (job_id, event, message)"
@@ -1186,6 +1249,144 @@ START_TEST(job_stream_sends_final_log_lines_before_end)
 			;
 		ck_assert_msg(strncmp(l, "id: ", 4) == 0, "end without id: %s", buf);
 	}
+	stop_gateway();
+}
+END_TEST
+
+/* Lets USER_F hold 5000 streams (the default is 20), submits a job of
+ * USER_F that stays pending: tok (1024 bytes) gets USER_F's token, id (64)
+ * the job, path its event route. */
+static void job_for_many_streams(char *tok, char *id, char *path, size_t pathlen)
+{
+	struct resp r;
+
+	sql("INSERT INTO importer.settings (key, value, user_id) VALUES"
+	    " ('max_sse_streams_per_user', '5000', '" USER_F "') ON CONFLICT DO NOTHING");
+	mint(USER_F, tok, 1024);
+	EXPECT(&r, 202, "POST", "/api/jobs?kind=noop", tok, NULL, NULL, 0);
+	json_str(r.body, "id", id, 64);
+	snprintf(path, pathlen, "/api/jobs/%s/events", id);
+}
+
+/* Copies the event of stream text that holds marker (from the line after the
+ * blank line before it to the blank line that ends it) to out. */
+static void event_around(const char *text, const char *marker, char *out, size_t cap)
+{
+	const char *m = strstr(text, marker), *start, *end;
+
+	ck_assert_msg(m != NULL, "no %s in %s", marker, text);
+	for (start = m;
+	     start > text && !(start[-1] == '\n' && start - 1 > text && start[-2] == '\n');)
+		start--;
+	end = strstr(m, "\n\n");
+	ck_assert_ptr_nonnull(end);
+	ck_assert_uint_lt((size_t)(end + 2 - start), cap);
+	memcpy(out, start, (size_t)(end + 2 - start));
+	out[end + 2 - start] = '\0';
+}
+
+/* One change, many streams of one job: HTTP/1.1 streams (chunked), HTTP/1.0
+ * ones (raw) and one that resumed from an id ahead of the job's seq all get
+ * the same event bytes, the last one under its own (never lower) id. */
+START_TEST(one_frame_reaches_many_streams_byte_identical)
+{
+	enum { N11 = 40, N10 = 4, N = N11 + N10 + 1 };
+	static char raw[N][16384], body[N][16384];
+	char id[64], path[256], first[4096] = "", ev[4096], tok[1024];
+	size_t len[N] = {0};
+	int fd[N];
+
+	start_gateway();
+	job_for_many_streams(tok, id, path, sizeof(path));
+	for (int i = 0; i < N; i++)
+		fd[i] = i < N11         ? open_sse11(path, tok, NULL)
+		        : i < N11 + N10 ? open_sse(path, tok, NULL)
+		                        : open_sse11(path, tok, "Last-Event-ID: 999999999\r\n");
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(read_until(fd[i], raw[i], sizeof(raw[i]), &len[i],
+		                         "\"status\" : \"pending\"", 5000),
+		              "stream %d: %s", i, raw[i]);
+	sql("UPDATE importer.import_jobs SET current_step = 'one-frame' WHERE id = '%s'", id);
+	for (int i = 0; i < N; i++) {
+		bool chunked = i < N11 || i == N - 1;
+		const char *text = body[i];
+		char *m;
+
+		ck_assert_msg(read_until(fd[i], raw[i], sizeof(raw[i]), &len[i], "one-frame", 5000),
+		              "stream %d: %s", i, raw[i]);
+		m = strstr(raw[i], "one-frame");
+		/* The whole event: up to its blank line (and, chunked, the chunk's end). */
+		ck_assert(read_until_at(fd[i], raw[i], sizeof(raw[i]), &len[i],
+		                        (size_t)(m - raw[i]), chunked ? "\n\n\r\n" : "\n\n", 5000));
+		if (chunked)
+			dechunk(raw[i], body[i], sizeof(body[i]));
+		else
+			text = strstr(raw[i], "\r\n\r\n") + 4;
+		event_around(text, "one-frame", ev, sizeof(ev));
+		if (i == N - 1) {
+			ck_assert_msg(strncmp(ev, "id: 999999999\n", 14) == 0, "%s", ev);
+			ck_assert_str_eq(strchr(ev, '\n'), strchr(first, '\n'));
+		} else if (i == 0) {
+			snprintf(first, sizeof(first), "%s", ev);
+			ck_assert_msg(strncmp(first, "id: ", 4) == 0 &&
+			                  strstr(first, "\nevent: job\ndata: {") != NULL,
+			              "%s", first);
+		} else {
+			ck_assert_msg(strcmp(ev, first) == 0, "stream %d:\n%s\nstream 0:\n%s", i,
+			              ev, first);
+		}
+	}
+	for (int i = 0; i < N; i++)
+		close(fd[i]);
+	stop_gateway();
+}
+END_TEST
+
+/* Over a thousand streams at once, most of them of different users, each
+ * waiting for its first state: more than the pool's queue holds (1024), yet
+ * every one answers 200 (the hub queues them and streams of the same job share
+ * one query), and the change that follows reaches all of them. */
+START_TEST(burst_of_stream_opens_all_answer_200)
+{
+	enum { USERS = 1100, SAME_JOB = 300, N = USERS + SAME_JOB };
+	static int fds[N];
+	static char tok[1024], buf[8192];
+	char id[64], path[256], user[40];
+	struct rlimit rl;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert_msg(rl.rlim_max >= 2 * N, "needs %d descriptors, the hard limit is %lu", 2 * N,
+	              (unsigned long)rl.rlim_max);
+	rl.rlim_cur = rl.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	start_gateway();
+	job_for_many_streams(tok, id, path, sizeof(path));
+	/* Every request goes out before any answer is read. */
+	for (int i = 0; i < N; i++) {
+		if (i < SAME_JOB) {
+			fds[i] = open_sse(path, tok, NULL);
+			continue;
+		}
+		snprintf(user, sizeof(user), "%08x-1111-4000-8000-%012d", (unsigned)i, i);
+		mint(user, buf, sizeof(buf));
+		fds[i] = open_sse("/api/events", buf, NULL);
+	}
+	for (int i = 0; i < N; i++) {
+		size_t len = 0;
+
+		ck_assert_msg(read_until(fds[i], buf, sizeof(buf), &len, "retry: ", 60000),
+		              "stream %d of %d: %s", i, N, buf);
+		ck_assert_msg(strncmp(buf + 9, "200", 3) == 0, "stream %d: %s", i, buf);
+	}
+	sql("UPDATE importer.import_jobs SET current_step = 'after-the-burst' WHERE id = '%s'", id);
+	for (int i = 0; i < SAME_JOB; i++) {
+		size_t len = 0;
+
+		ck_assert_msg(read_until(fds[i], buf, sizeof(buf), &len, "after-the-burst", 10000),
+		              "stream %d: %s", i, buf);
+	}
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
 	stop_gateway();
 }
 END_TEST
@@ -1282,7 +1483,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("gateway");
-	TCase *tc = tcase_create("http");
+	TCase *tc = tcase_create("http"), *burst;
 
 	tcase_add_unchecked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 60);
@@ -1294,12 +1495,19 @@ int main(void)
 	tcase_add_test(tc, pool_loss_gives_503_and_recovers);
 	tcase_add_test(tc, per_user_limits_answer_429);
 	tcase_add_test(tc, global_stream_logs_for_one_job);
-	tcase_add_test(tc, slow_client_drops_progress_then_resnapshots);
+	tcase_add_loop_test(tc, slow_client_drops_progress_then_resnapshots, 0, 2);
+	tcase_add_test(tc, one_frame_reaches_many_streams_byte_identical);
 	tcase_add_test(tc, stalled_client_closed_during_log_delivery);
 	tcase_add_test(tc, job_stream_sends_final_log_lines_before_end);
 	tcase_add_test(tc, sigterm_drains_requests_and_ends_streams);
 	tcase_add_test(tc, held_wait_requests_are_capped_per_user);
 	tcase_add_test(tc, database_host_names_are_resolved_without_blocking_the_loop);
 	suite_add_tcase(s, tc);
+	/* Thousands of connections through the sanitizer build on a busy machine. */
+	burst = tcase_create("burst");
+	tcase_add_unchecked_fixture(burst, setup, NULL);
+	tcase_set_timeout(burst, 240);
+	tcase_add_test(burst, burst_of_stream_opens_all_answer_200);
+	suite_add_tcase(s, burst);
 	return test_run_suite(s);
 }

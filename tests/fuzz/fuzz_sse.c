@@ -5,7 +5,8 @@
  * joined by LF; a blank line ends the event), to exactly one event with the
  * same id, the same name and the same data with its line ends made LF. So a
  * CR or LF in a job's JSON or log message can never end an event early or
- * forge a field.
+ * forge a field. The shared frame of the same event (sse_frame_new) must hold
+ * exactly those bytes, bare and as one HTTP/1.1 chunk.
  * Built and run by tests/fuzz/run.sh.
  */
 #include <event2/buffer.h>
@@ -67,6 +68,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(out != NULL && got_data != NULL);
 	CHECK(evbuffer_remove(buf, out, n) == (int)n);
 	out[n] = '\0';
+	/* A shared frame holds the same bytes, bare and as one HTTP/1.1 chunk. */
+	{
+		struct sse_frame *f = sse_frame_new(event, id, text);
+		size_t flen, clen;
+		const char *bare, *chunk;
+		char head[32];
+		int hlen = snprintf(head, sizeof(head), "%zx\r\n", n);
+
+		CHECK(f != NULL);
+		bare = sse_frame_bytes(f, false, &flen);
+		CHECK(flen == n && memcmp(bare, out, n) == 0);
+		chunk = sse_frame_bytes(f, true, &clen);
+		CHECK(clen == (size_t)hlen + n + 2 && memcmp(chunk, head, (size_t)hlen) == 0);
+		CHECK(memcmp(chunk + hlen, out, n) == 0 &&
+		      memcmp(chunk + hlen + n, "\r\n", 2) == 0);
+		sse_frame_unref(f);
+	}
 	/* the frame uses LF only and ends with exactly one blank line */
 	CHECK(memchr(out, '\r', n) == NULL);
 	CHECK(n >= 2 && out[n - 1] == '\n' && out[n - 2] == '\n');
