@@ -74,25 +74,11 @@ done
 
 # ---- a private cluster on a free port -------------------------------------------
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
-SUPER_URL=$("$PG" url "$PGDIR")
-ADMIN_URL=${SUPER_URL%/postgres}/importer
-psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'CREATE DATABASE importer'
-DATABASE_URL=$ADMIN_URL IMPORTER_LOG_LEVEL=warn "$WORKER" migrate 2>"$TMP/migrate.log" ||
-	die "importer-worker migrate failed: $(cat "$TMP/migrate.log")"
-pw() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-GW_PW=$(pw)
-WK_PW=$(pw)
-psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" <<EOF
-SET client_min_messages = warning;
-CREATE ROLE importer_gateway_login LOGIN PASSWORD '$GW_PW' IN ROLE importer_api;
-CREATE ROLE importer_worker_login LOGIN PASSWORD '$WK_PW' IN ROLE importer_worker;
-EOF
-GW_URL=postgresql://importer_gateway_login:$GW_PW@127.0.0.1:$port/importer
-WK_URL=postgresql://importer_worker_login:$WK_PW@127.0.0.1:$port/importer
+e2e_init_db "$PG" "$PGDIR" "$TMP" "$WORKER"
 say "PostgreSQL on 127.0.0.1:$port, migrated"
 
 # ---- gateway and worker -----------------------------------------------------------
-HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HTTP_PORT=$(e2e_free_port)
 BASE=http://127.0.0.1:$HTTP_PORT
 env -u IMPORTER_METRICS_ADDR DATABASE_URL="$GW_URL" IMPORTER_LISTEN_DATABASE_URL="$GW_URL" \
 	IMPORTER_HTTP_ADDR="127.0.0.1:$HTTP_PORT" IMPORTER_JWT_SECRET="$JWT_SECRET" \
