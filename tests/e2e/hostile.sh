@@ -10,7 +10,9 @@
 # database is unchanged where it should be, and that both processes stay up.
 # Then tests/e2e/tenant_isolation.py: a second user tries every route on the
 # first user's jobs, records, upload and streams, and forged or misplaced
-# tokens are tried; nothing may be visible or change.
+# tokens are tried; nothing may be visible or change. Then tests/e2e/caps.py:
+# concurrent submits, SSE opens and oversized uploads against the per-user
+# caps (exact, never overshot; other users unaffected).
 # At the end both processes must exit 0 on SIGTERM with no sanitizer report
 # (leak detection on) and have written only JSON log lines.
 #
@@ -118,6 +120,13 @@ HOSTILE_BASE=$BASE HOSTILE_TOKEN=$TOKEN HOSTILE_USER=$USER_ID HOSTILE_ADMIN_URL=
 	HOSTILE_PIDS="${PIDS[*]}" HOSTILE_JWT_SECRET=$JWT_SECRET \
 	python3 "$ROOT/tests/e2e/tenant_isolation.py" || rc=$?
 [ "$rc" -eq 0 ] || fail "tenant isolation checks failed (above)"
+
+# ---- per-user caps under concurrent requests ----------------------------------------
+rc=0
+HOSTILE_BASE=$BASE HOSTILE_TOKEN=$TOKEN HOSTILE_USER=$USER_ID HOSTILE_ADMIN_URL=$ADMIN_URL \
+	HOSTILE_PIDS="${PIDS[*]}" HOSTILE_JWT_SECRET=$JWT_SECRET \
+	python3 "$ROOT/tests/e2e/caps.py" || rc=$?
+[ "$rc" -eq 0 ] || fail "per-user cap checks failed (above)"
 
 # ---- clean exit: SIGTERM, exit 0, no sanitizer report, JSON logs -------------------
 names=(gateway worker)
