@@ -36,18 +36,6 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hostile.XXXXXX")
 PGDIR=$TMP/pg
 PIDS=() # gateway, worker
-START=$SECONDS
-failures=0
-
-say() { printf 'hostile.sh: [%3ss] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-	failures=$((failures + 1))
-	printf 'hostile.sh: FAIL: %s\n' "$*" >&2
-}
-die() {
-	fail "$*"
-	exit 1
-}
 
 cleanup() {
 	local rc=$?

@@ -1,6 +1,22 @@
 # tests/e2e/lib.sh -- shared by the e2e and soak scripts (sourced; not run by
 # tests/run.sh, which runs only executable scripts).
 
+# say MESSAGE, fail MESSAGE (counted in `failures`), die MESSAGE (fail, then
+# exit 1): prefixed with the sourcing script's name, say with the seconds
+# since it started. A script may define its own after sourcing this file.
+E2E_PROG=${0##*/}
+START=$SECONDS
+failures=0
+say() { printf '%s: [%3ss] %s\n' "$E2E_PROG" "$((SECONDS - START))" "$*"; }
+fail() {
+	failures=$((failures + 1))
+	printf '%s: FAIL: %s\n' "$E2E_PROG" "$*" >&2
+}
+die() {
+	fail "$*"
+	exit 1
+}
+
 # e2e_start_cluster PG PGDIR TMP: starts a private PostgreSQL cluster with
 # deploy/local/pg.sh ($PG) in PGDIR on the first free port from a random one
 # in 56000-59999 (pg.sh exits 3 for a busy port), and sets `port`. Calls the

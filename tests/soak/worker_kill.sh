@@ -33,18 +33,6 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/worker-kill.XXXXXX")
 PGDIR=$TMP/pg
 WORKER_PID=
-START=$SECONDS
-failures=0
-
-say() { printf 'worker_kill.sh: [%3ss] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-	failures=$((failures + 1))
-	printf 'worker_kill.sh: FAIL: %s\n' "$*" >&2
-}
-die() {
-	fail "$*"
-	exit 1
-}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
