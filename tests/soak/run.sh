@@ -38,18 +38,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 PGDIR=$TMP/pg
 GW_PID=
 SOAK_PID=
-START=$SECONDS
-failures=0
-
-say() { printf 'run.sh: [%4ss] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-	failures=$((failures + 1))
-	printf 'run.sh: FAIL: %s\n' "$*" >&2
-}
-die() {
-	fail "$*"
-	exit 1
-}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
