@@ -535,7 +535,10 @@ def rss_summary(series):
         kbs = [kb for _, kb in pts]
         out[name] = {"samples": len(kbs), "seconds": round(pts[-1][0] - pts[0][0]),
                      "first_mb": round(kbs[0] / 1024, 1), "last_mb": round(kbs[-1] / 1024, 1),
-                     "max_mb": round(max(kbs) / 1024, 1)}
+                     "max_mb": round(max(kbs) / 1024, 1),
+                     # the shape: at 0, 1/6, ..., 6/6 of the process's sampled life
+                     "series_mb": [round(kbs[min(len(kbs) - 1, i * len(kbs) // 6)] / 1024, 1)
+                                   for i in range(6)] + [round(kbs[-1] / 1024, 1)]}
     return out
 
 
