@@ -128,7 +128,7 @@ class Stream:
             if not chunk:
                 break
             raw += chunk
-        head, _, body = raw.partition(b"\r\n\r\n")
+        body = raw.partition(b"\r\n\r\n")[2]
         self.status, headers, _ = rc.parse_reply(raw)
         if self.status == 200:
             self.sock = s

@@ -18,6 +18,10 @@ once except across a lease expiry in which the old holder committed nothing
 Prints the figures and writes them to $SOAK_DIR/summary.json. Exit 0 when
 every check passes.
 """
+import base64
+import csv
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -83,13 +87,12 @@ def sql(query):
 
 # ---- users and their tokens ------------------------------------------------------------
 
-def token(user):
-    import base64
-    import hashlib
-    import hmac
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
-    def b64(b):
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+def token(user):
+    """An HS256 JWT for user, valid for a day (as tests/e2e/tenant_isolation.py mints them)."""
     now = int(time.time())
     head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     body = b64(json.dumps({"sub": user, "iat": now, "nbf": now - 5, "exp": now + 24 * 3600}).encode())
@@ -433,9 +436,7 @@ def job_rows():
     out = {}
     q = ("SELECT id, status, processed_items, failed_items, total_items, total_is_estimate, counts,"
          " coalesce(error_message, ''), rescues, attempts FROM importer.import_jobs")
-    for line in sql("COPY (%s) TO STDOUT WITH (FORMAT csv)" % q).splitlines():
-        import csv
-        r = next(csv.reader([line]))
+    for r in csv.reader(sql("COPY (%s) TO STDOUT WITH (FORMAT csv)" % q).splitlines()):
         out[r[0]] = {"status": r[1], "processed": int(r[2]), "failed": int(r[3]), "total": int(r[4] or 0),
                      "estimate": r[5] == "t", "counts": json.loads(r[6]), "error": r[7],
                      "rescues": int(r[8]), "attempts": int(r[9])}
@@ -615,10 +616,9 @@ def main():
         problem("%s jobs in an unknown state" % odd)
 
     # ---- resume the paused ones; everything must end
-    paused = [j for j in jobs if j.id is not None]
     paused_ids = set(sql("SELECT id FROM importer.import_jobs WHERE status = 'paused'").split())
-    for j in paused:
-        if j.id in paused_ids:
+    for j in jobs:
+        if j.id is not None and j.id in paused_ids:
             status, body = call("POST", "/api/jobs/%s/resume" % j.id, j.user)
             if status != 202:
                 problem("resume job %d at the end: HTTP %s %s" % (j.idx, status, body))
