@@ -103,14 +103,22 @@ static void run_step(struct worker *w)
 	metrics_step_end(w->metrics, &w->job, r);
 	switch (r) {
 	case JOB_CONTINUE:
+		/* One line per committed batch (debug): with job.claimed and the
+		 * end events it lets tests/soak/check_leases.py rebuild who held
+		 * which lease when, and prove no batch committed outside it. */
+		log_debug("job.step", LF_STR("job_id", w->job.id),
+		          LF_STR("worker_id", w->worker_id), LF_STR("lease_id", w->job.lease_id),
+		          LF_I64("processed_items", w->job.processed_items));
 		schedule_pass(w, (unsigned)import_pause_ms(w->im));
 		return;
 	case JOB_DONE:
-		log_info("job.step_done", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
-			 LF_BOOL("released", w->stopping));
+		log_info("job.step_done", LF_STR("job_id", w->job.id),
+		         LF_STR("worker_id", w->worker_id), LF_STR("lease_id", w->job.lease_id),
+		         LF_BOOL("released", w->stopping));
 		break;
 	case JOB_LOST:
-		log_warn("job.lost", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id));
+		log_warn("job.lost", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
+		         LF_STR("lease_id", w->job.lease_id));
 		break;
 	case JOB_RETRY:
 	case JOB_FAILED:
@@ -120,14 +128,17 @@ static void run_step(struct worker *w)
 			 * expires. Take it up again from its checkpoint once the
 			 * connection is back (an attempt is not an error's). */
 			log_warn("job.connection_lost", LF_STR("job_id", w->job.id),
-				 LF_STR("worker_id", w->worker_id), LF_STR("error", err));
+			         LF_STR("worker_id", w->worker_id),
+			         LF_STR("lease_id", w->job.lease_id), LF_STR("error", err));
 			memcpy(w->reattach_id, w->job.id, JOB_ID_LEN);
 			memcpy(w->reattach_lease, w->job.lease_id, JOB_ID_LEN);
 			drop_job(w);
 			schedule_pass(w, backoff_next_ms(&w->retry));
 			return;
 		}
-		log_warn("job.retry", LF_STR("job_id", w->job.id), LF_STR("error", err));
+		log_warn("job.retry", LF_STR("job_id", w->job.id),
+		         LF_STR("worker_id", w->worker_id), LF_STR("lease_id", w->job.lease_id),
+		         LF_STR("error", err));
 		if (connection_ok(w) &&
 		    job_release_retry(w->conn, &w->job, err, err2, sizeof(err2)) < 0)
 			log_warn("job.release_failed", LF_STR("job_id", w->job.id),
@@ -152,10 +163,10 @@ static void reattach(struct worker *w)
 	}
 	if (rc == 0) {
 		log_warn("job.lost", LF_STR("job_id", w->reattach_id),
-			 LF_STR("worker_id", w->worker_id));
+		         LF_STR("worker_id", w->worker_id), LF_STR("lease_id", w->reattach_lease));
 	} else {
 		log_info("job.reattached", LF_STR("job_id", w->job.id),
-			 LF_STR("worker_id", w->worker_id));
+		         LF_STR("worker_id", w->worker_id), LF_STR("lease_id", w->job.lease_id));
 		w->im = import_new(w->conn, &w->job, err, sizeof(err));
 		if (w->im == NULL)
 			job_clear(&w->job); /* its lease will expire and it is rescued */
@@ -187,7 +198,9 @@ static void claim(struct worker *w)
 		return;
 	}
 	log_info("job.claimed", LF_STR("job_id", w->job.id), LF_STR("worker_id", w->worker_id),
-		 LF_STR("kind", w->job.kind), LF_I64("attempts", w->job.attempts));
+	         LF_STR("lease_id", w->job.lease_id), LF_STR("kind", w->job.kind),
+	         LF_I64("attempts", w->job.attempts),
+	         LF_I64("processed_items", w->job.processed_items));
 	metrics_job_claimed(w->metrics, &w->job);
 	w->im = import_new(w->conn, &w->job, err, sizeof(err));
 	if (w->im == NULL) {

@@ -36,18 +36,6 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-kill.XXXXXX")
 PGDIR=$TMP/pg
 PIDS=() # worker, gateway (the current one)
-START=$SECONDS
-failures=0
-
-say() { printf 'gateway_kill.sh: [%3ss] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-	failures=$((failures + 1))
-	printf 'gateway_kill.sh: FAIL: %s\n' "$*" >&2
-}
-die() {
-	fail "$*"
-	exit 1
-}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -75,25 +63,11 @@ done
 
 # ---- a private cluster on a free port -------------------------------------------
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
-SUPER_URL=$("$PG" url "$PGDIR")
-ADMIN_URL=${SUPER_URL%/postgres}/importer
+e2e_init_db "$PG" "$PGDIR" "$TMP" "$WORKER"
 psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
-psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'CREATE DATABASE importer'
-DATABASE_URL=$ADMIN_URL IMPORTER_LOG_LEVEL=warn "$WORKER" migrate 2>"$TMP/migrate.log" ||
-	die "importer-worker migrate failed: $(cat "$TMP/migrate.log")"
-pw() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-GW_PW=$(pw)
-WK_PW=$(pw)
-psql_admin <<EOSQL
-SET client_min_messages = warning;
-CREATE ROLE importer_gateway_login LOGIN PASSWORD '$GW_PW' IN ROLE importer_api;
-CREATE ROLE importer_worker_login LOGIN PASSWORD '$WK_PW' IN ROLE importer_worker;
-EOSQL
-GW_URL=postgresql://importer_gateway_login:$GW_PW@127.0.0.1:$port/importer
-WK_URL=postgresql://importer_worker_login:$WK_PW@127.0.0.1:$port/importer
 say "PostgreSQL on 127.0.0.1:$port, migrated"
 
-HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HTTP_PORT=$(e2e_free_port)
 export GK_PORT=$HTTP_PORT GK_ADMIN_URL=$ADMIN_URL GK_TOKENS=$TMP/tokens GK_STATE=$TMP/state.json
 readyz() { # prints the status of GET /readyz, or "-"
 	python3 - "$HTTP_PORT" <<'PY'

@@ -10,7 +10,9 @@
 # database is unchanged where it should be, and that both processes stay up.
 # Then tests/e2e/tenant_isolation.py: a second user tries every route on the
 # first user's jobs, records, upload and streams, and forged or misplaced
-# tokens are tried; nothing may be visible or change.
+# tokens are tried; nothing may be visible or change. Then tests/e2e/caps.py:
+# concurrent submits, SSE opens and oversized uploads against the per-user
+# caps (exact, never overshot; other users unaffected).
 # At the end both processes must exit 0 on SIGTERM with no sanitizer report
 # (leak detection on) and have written only JSON log lines.
 #
@@ -34,18 +36,6 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hostile.XXXXXX")
 PGDIR=$TMP/pg
 PIDS=() # gateway, worker
-START=$SECONDS
-failures=0
-
-say() { printf 'hostile.sh: [%3ss] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-	failures=$((failures + 1))
-	printf 'hostile.sh: FAIL: %s\n' "$*" >&2
-}
-die() {
-	fail "$*"
-	exit 1
-}
 
 cleanup() {
 	local rc=$?
@@ -74,25 +64,11 @@ done
 
 # ---- a private cluster on a free port -------------------------------------------
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
-SUPER_URL=$("$PG" url "$PGDIR")
-ADMIN_URL=${SUPER_URL%/postgres}/importer
-psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'CREATE DATABASE importer'
-DATABASE_URL=$ADMIN_URL IMPORTER_LOG_LEVEL=warn "$WORKER" migrate 2>"$TMP/migrate.log" ||
-	die "importer-worker migrate failed: $(cat "$TMP/migrate.log")"
-pw() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-GW_PW=$(pw)
-WK_PW=$(pw)
-psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" <<EOF
-SET client_min_messages = warning;
-CREATE ROLE importer_gateway_login LOGIN PASSWORD '$GW_PW' IN ROLE importer_api;
-CREATE ROLE importer_worker_login LOGIN PASSWORD '$WK_PW' IN ROLE importer_worker;
-EOF
-GW_URL=postgresql://importer_gateway_login:$GW_PW@127.0.0.1:$port/importer
-WK_URL=postgresql://importer_worker_login:$WK_PW@127.0.0.1:$port/importer
+e2e_init_db "$PG" "$PGDIR" "$TMP" "$WORKER"
 say "PostgreSQL on 127.0.0.1:$port, migrated"
 
 # ---- gateway and worker -----------------------------------------------------------
-HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HTTP_PORT=$(e2e_free_port)
 BASE=http://127.0.0.1:$HTTP_PORT
 env -u IMPORTER_METRICS_ADDR DATABASE_URL="$GW_URL" IMPORTER_LISTEN_DATABASE_URL="$GW_URL" \
 	IMPORTER_HTTP_ADDR="127.0.0.1:$HTTP_PORT" IMPORTER_JWT_SECRET="$JWT_SECRET" \
@@ -132,6 +108,13 @@ HOSTILE_BASE=$BASE HOSTILE_TOKEN=$TOKEN HOSTILE_USER=$USER_ID HOSTILE_ADMIN_URL=
 	HOSTILE_PIDS="${PIDS[*]}" HOSTILE_JWT_SECRET=$JWT_SECRET \
 	python3 "$ROOT/tests/e2e/tenant_isolation.py" || rc=$?
 [ "$rc" -eq 0 ] || fail "tenant isolation checks failed (above)"
+
+# ---- per-user caps under concurrent requests ----------------------------------------
+rc=0
+HOSTILE_BASE=$BASE HOSTILE_TOKEN=$TOKEN HOSTILE_USER=$USER_ID HOSTILE_ADMIN_URL=$ADMIN_URL \
+	HOSTILE_PIDS="${PIDS[*]}" HOSTILE_JWT_SECRET=$JWT_SECRET \
+	python3 "$ROOT/tests/e2e/caps.py" || rc=$?
+[ "$rc" -eq 0 ] || fail "per-user cap checks failed (above)"
 
 # ---- clean exit: SIGTERM, exit 0, no sanitizer report, JSON logs -------------------
 names=(gateway worker)

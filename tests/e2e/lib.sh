@@ -1,6 +1,22 @@
 # tests/e2e/lib.sh -- shared by the e2e and soak scripts (sourced; not run by
 # tests/run.sh, which runs only executable scripts).
 
+# say MESSAGE, fail MESSAGE (counted in `failures`), die MESSAGE (fail, then
+# exit 1): prefixed with the sourcing script's name, say with the seconds
+# since it started. A script may define its own after sourcing this file.
+E2E_PROG=${0##*/}
+START=$SECONDS
+failures=0
+say() { printf '%s: [%3ss] %s\n' "$E2E_PROG" "$((SECONDS - START))" "$*"; }
+fail() {
+	failures=$((failures + 1))
+	printf '%s: FAIL: %s\n' "$E2E_PROG" "$*" >&2
+}
+die() {
+	fail "$*"
+	exit 1
+}
+
 # e2e_start_cluster PG PGDIR TMP: starts a private PostgreSQL cluster with
 # deploy/local/pg.sh ($PG) in PGDIR on the first free port from a random one
 # in 56000-59999 (pg.sh exits 3 for a busy port), and sets `port`. Calls the
@@ -48,4 +64,36 @@ e2e_stop_pids() {
 		sleep 0.1
 	done
 	for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+
+# e2e_init_db PG PGDIR TMP WORKER [SQL]: on the cluster e2e_start_cluster
+# started (`port`), creates the database `importer`, applies the migrations
+# with `WORKER migrate`, creates the login roles as deploy/local/run.sh does
+# (importer_gateway_login in importer_api, importer_worker_login in
+# importer_worker, random passwords) and runs SQL (settings for the test) as
+# the owner. Sets SUPER_URL, ADMIN_URL (owner, database importer), GW_URL and
+# WK_URL. Calls the script's die() on failure.
+e2e_init_db() {
+	local pg=$1 pgdir=$2 tmp=$3 worker=$4 sql=${5:-} gw_pw wk_pw
+	SUPER_URL=$("$pg" url "$pgdir")
+	ADMIN_URL=${SUPER_URL%/postgres}/importer
+	psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'CREATE DATABASE importer' >/dev/null ||
+		die "CREATE DATABASE importer failed"
+	DATABASE_URL=$ADMIN_URL IMPORTER_LOG_LEVEL=warn "$worker" migrate 2>"$tmp/migrate.log" ||
+		die "importer-worker migrate failed: $(cat "$tmp/migrate.log")"
+	gw_pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	wk_pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" >/dev/null <<EOSQL || die "creating the login roles failed"
+SET client_min_messages = warning;
+CREATE ROLE importer_gateway_login LOGIN PASSWORD '$gw_pw' IN ROLE importer_api;
+CREATE ROLE importer_worker_login LOGIN PASSWORD '$wk_pw' IN ROLE importer_worker;
+$sql
+EOSQL
+	GW_URL=postgresql://importer_gateway_login:$gw_pw@127.0.0.1:$port/importer
+	WK_URL=postgresql://importer_worker_login:$wk_pw@127.0.0.1:$port/importer
+}
+
+# e2e_free_port: prints a free TCP port on 127.0.0.1 (the kernel picks it).
+e2e_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
-# tests/e2e/pg_restart.sh -- a running import and an open SSE stream survive
-# PostgreSQL restarts.
+# tests/e2e/pg_restart.sh -- 4 workers importing for several users and a
+# gateway streaming survive PostgreSQL restarts.
 #
 # On a private throwaway cluster (deploy/local/pg.sh --fast; the shared cluster
 # of IMPORTER_TEST_DATABASE_URL is never touched): migrate, create login roles
-# as deploy/local/run.sh does, start 2 workers and 1 gateway, submit a generated
-# CSV through the gateway with a small batch_size and open the job's SSE stream.
-# Once progress is visible, restart PostgreSQL with a fast shutdown (pg.sh stop
-# + start on the same directory and port), and once more with an immediate
-# shutdown (SIGQUIT to the postmaster: a crash, recovery from WAL) while the job
-# still runs. Then, polling with deadlines:
-#   - the job completes; every record is there exactly once with its own data;
-#     processed_items, total_items, failed_items and counts are exact;
+# as deploy/local/run.sh does, start 4 workers and 1 gateway. PG_RESTART_USERS
+# users each submit PG_RESTART_JOBS files through the gateway (CSV and NDJSON
+# in turn, each into its own collection, with a small batch_size) and open an
+# SSE stream on each job. Once 4 jobs are processing and have progress,
+# restart PostgreSQL with a fast shutdown (pg.sh stop + start on the same
+# directory and port), and once more with an immediate shutdown (SIGQUIT to
+# the postmaster: a crash, recovery from WAL) while jobs still run. Then,
+# polling with deadlines:
+#   - every job completes; every record is there exactly once with its own
+#     data; processed_items, total_items, failed_items and counts are exact;
 #   - /readyz answered 503 during each outage and 200 after it;
 #   - the workers and the gateway are the processes started at the beginning
-#     (they reconnected rather than exited), and exit 0 on SIGTERM at the end
-#     with no sanitizer report;
-#   - the SSE stream opened before the restarts ends with the completed state
+#     (they reconnected rather than exited), each worker imported, and all exit
+#     0 on SIGTERM at the end with no sanitizer report and JSON log lines only;
+#   - each SSE stream opened before the restarts ends with the completed state
 #     and `end` (or, if the gateway dropped it, a reconnect with Last-Event-ID
 #     does), job states on it never go back in seq; and a request made after
-#     recovery shows `event: job` with status completed, then `event: end`.
+#     recovery shows the snapshot `event: job` with status completed, then
+#     `event: end`.
 #
 # Needs IMPORTER_BUILD_DIR (tests/run.sh exports it). IMPORTER_TEST_DATABASE_URL
 # is not used: this test restarts its own cluster.
-# Environment: PG_RESTART_ROWS (default 300000), PG_RESTART_BATCH (default 500),
+# Environment: PG_RESTART_USERS (default 3), PG_RESTART_JOBS per user (default
+# 2), PG_RESTART_ROWS per job (default 40000), PG_RESTART_BATCH (default 250),
 # PG_RESTART_KEEP=DIR (copy the services' logs there before cleaning up).
 set -euo pipefail
 
@@ -34,18 +38,20 @@ BUILD=${IMPORTER_BUILD_DIR:?IMPORTER_BUILD_DIR is not set (run through tests/run
 PG=$ROOT/deploy/local/pg.sh
 WORKER=$BUILD/worker/importer-worker
 GATEWAY=$BUILD/api/importer-gateway
-ROWS=${PG_RESTART_ROWS:-300000}
-BATCH=${PG_RESTART_BATCH:-500}
-USER_ID=7d1c2b0e-5f3a-4c1e-9a77-0e2f3d4c5b6a
-COLLECTION=pgrestart
+NUSERS=${PG_RESTART_USERS:-3}
+JOBS_PER_USER=${PG_RESTART_JOBS:-2}
+ROWS=${PG_RESTART_ROWS:-40000}
+BATCH=${PG_RESTART_BATCH:-250}
+NWORKERS=4
 JWT_SECRET=pg-restart-test-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pg-restart.XXXXXX")
 PGDIR=$TMP/pg
-PIDS=()  # gateway, worker 1, worker 2
+PIDS=()  # gateway, worker 1..4
 NAMES=() # same order
+LOGS=()  # same order
 SSE_PIDS=()
 START=$SECONDS
 failures=0
@@ -68,7 +74,7 @@ die() {
 }
 
 show_logs() {
-	e2e_dump_logs 15 "$TMP"/gateway.log "$TMP"/worker1.log "$TMP"/worker2.log
+	e2e_dump_logs 15 "$TMP"/gateway.log "$TMP"/worker*.log
 	if [ -f "$PGDIR/pg.env" ]; then
 		printf -- '---- last lines of the PostgreSQL log ----\n' >&2
 		# shellcheck source=/dev/null
@@ -109,42 +115,29 @@ done
 # ---- a private cluster on a free port -------------------------------------------
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
 PG_PORT=$port
-SUPER_URL=$("$PG" url "$PGDIR")
-ADMIN_URL=${SUPER_URL%/postgres}/importer
+# A stale lease (worker lost its connection mid-batch) is rescued after
+# lease_seconds; 5 s instead of 15 keeps the test short.
+e2e_init_db "$PG" "$PGDIR" "$TMP" "$WORKER" \
+	"UPDATE importer.settings SET value = '5' WHERE key = 'lease_seconds' AND user_id IS NULL;"
 psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
-psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'CREATE DATABASE importer'
-DATABASE_URL=$ADMIN_URL IMPORTER_LOG_LEVEL=warn "$WORKER" migrate 2>"$TMP/migrate.log" ||
-	die "importer-worker migrate failed: $(cat "$TMP/migrate.log")"
-
-pw() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-GW_PW=$(pw)
-WK_PW=$(pw)
-psql_admin <<EOF
-SET client_min_messages = warning;
-CREATE ROLE importer_gateway_login LOGIN PASSWORD '$GW_PW' IN ROLE importer_api;
-CREATE ROLE importer_worker_login LOGIN PASSWORD '$WK_PW' IN ROLE importer_worker;
--- A stale lease (worker lost its connection mid-batch) is rescued after
--- lease_seconds; 5 s instead of 15 keeps the test short.
-UPDATE importer.settings SET value = '5' WHERE key = 'lease_seconds' AND user_id IS NULL;
-EOF
-GW_URL=postgresql://importer_gateway_login:$GW_PW@127.0.0.1:$PG_PORT/importer
-WK_URL=postgresql://importer_worker_login:$WK_PW@127.0.0.1:$PG_PORT/importer
 say "PostgreSQL on 127.0.0.1:$PG_PORT, migrated"
 
-# ---- gateway and 2 workers -------------------------------------------------------
-HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# ---- gateway and 4 workers -------------------------------------------------------
+HTTP_PORT=$(e2e_free_port)
 BASE=http://127.0.0.1:$HTTP_PORT
 env -u IMPORTER_METRICS_ADDR DATABASE_URL="$GW_URL" IMPORTER_LISTEN_DATABASE_URL="$GW_URL" \
 	IMPORTER_HTTP_ADDR="127.0.0.1:$HTTP_PORT" IMPORTER_JWT_SECRET="$JWT_SECRET" \
 	IMPORTER_SSE_HEARTBEAT_MS=1000 "$GATEWAY" 2>"$TMP/gateway.log" &
 PIDS+=("$!")
 NAMES+=(gateway)
-for i in 1 2; do
+LOGS+=(gateway)
+for ((i = 1; i <= NWORKERS; i++)); do
 	env -u IMPORTER_METRICS_ADDR -u IMPORTER_JWT_SECRET -u IMPORTER_HTTP_ADDR \
 		DATABASE_URL="$WK_URL" IMPORTER_LISTEN_DATABASE_URL="$WK_URL" \
 		IMPORTER_POLL_INTERVAL_MS=500 "$WORKER" 2>"$TMP/worker$i.log" &
 	PIDS+=("$!")
 	NAMES+=("worker $i")
+	LOGS+=("worker$i")
 done
 
 all_alive() { # prints the dead ones; false if any
@@ -172,59 +165,80 @@ wait_readyz() {
 	done
 }
 wait_readyz 200 30 || die "gateway not ready: $(all_alive || true)"
-ok "gateway ready, 2 workers started (pids ${PIDS[*]})"
+ok "gateway ready, $NWORKERS workers started (pids ${PIDS[*]})"
 
-TOKEN=$(IMPORTER_JWT_SECRET=$JWT_SECRET "$GATEWAY" token --sub "$USER_ID" --ttl 3600 2>/dev/null | tr -d '\r\n')
-case $TOKEN in *.*.*) ;; *) die "importer-gateway token printed no token" ;; esac
-AUTH="Authorization: Bearer $TOKEN"
-
-# ---- the import ---------------------------------------------------------------------
-# Row i: id=k<i>, n=i, payload; the sum of n checks that every record has its data.
+# ---- the imports ------------------------------------------------------------------
+# Job j of user u (collection pgr<u>_<j>): record i has id k<i>, n = i and a
+# name with embedded quotes naming its job, so the sum of n and the names
+# check that every record holds its own data. CSV and NDJSON in turn.
 CSV=$TMP/data.csv
+NDJSON=$TMP/data.ndjson
 # The name column is quoted, with embedded quotes: "name ""i""" is name "i".
 awk -v n="$ROWS" 'BEGIN { print "id,n,name"; for (i = 1; i <= n; i++) printf "k%d,%d,\"name \"\"%d\"\"\"\n", i, i, i }' >"$CSV"
+awk -v n="$ROWS" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\":\"k%d\",\"n\":\"%d\",\"name\":\"name \\\"%d\\\"\"}\n", i, i, i }' >"$NDJSON"
 EXPECT_SUM=$((ROWS * (ROWS + 1) / 2))
-curl -s --max-time 60 -o "$TMP/submit.json" -w '%{http_code}' -H "$AUTH" \
-	-H 'Content-Type: text/csv' --data-binary "@$CSV" \
-	"$BASE/api/jobs?kind=csv&collection=$COLLECTION&batch_size=$BATCH&file_name=data.csv" \
-	>"$TMP/submit.code" || true
-[ "$(cat "$TMP/submit.code")" = 202 ] ||
-	die "submit: HTTP $(cat "$TMP/submit.code"): $(head -c 500 "$TMP/submit.json")"
-JOB=$(jq -r .id "$TMP/submit.json")
-say "submitted job $JOB ($ROWS rows, $(($(stat -c %s "$CSV") / 1024)) KiB, batch_size $BATCH)"
+JOBS=()   # job ids
+TOKENS=() # the owner's token, same order
+COLLS=()  # collections, same order
+for ((u = 1; u <= NUSERS; u++)); do
+	user=$(printf '7d1c2b0e-5f3a-4c1e-9a77-%012d' "$u")
+	token=$(IMPORTER_JWT_SECRET=$JWT_SECRET "$GATEWAY" token --sub "$user" --ttl 3600 2>/dev/null | tr -d '\r\n')
+	case $token in *.*.*) ;; *) die "importer-gateway token printed no token" ;; esac
+	for ((j = 1; j <= JOBS_PER_USER; j++)); do
+		coll=pgr${u}_$j
+		if ((j % 2)); then kind=csv file=$CSV; else kind=ndjson file=$NDJSON; fi
+		code=$(curl -s --max-time 60 -o "$TMP/submit.json" -w '%{http_code}' \
+			-H "Authorization: Bearer $token" --data-binary "@$file" \
+			"$BASE/api/jobs?kind=$kind&collection=$coll&batch_size=$BATCH&file_name=data.$kind") || true
+		[ "$code" = 202 ] || die "submit $coll: HTTP $code: $(head -c 500 "$TMP/submit.json")"
+		JOBS+=("$(jq -r .id "$TMP/submit.json")")
+		TOKENS+=("$token")
+		COLLS+=("$coll")
+	done
+done
+NJOBS=${#JOBS[@]}
+IN_JOBS=$(printf "'%s'," "${JOBS[@]}")
+IN_JOBS=${IN_JOBS%,}
+say "submitted $NJOBS jobs for $NUSERS users ($ROWS records each, batch_size $BATCH)"
 
-job_field() { # job_field EXPR: from the database (empty while it is down)
-	psql -X -q -At "$ADMIN_URL" -c "SELECT $1 FROM importer.import_jobs WHERE id = '$JOB'" 2>/dev/null || true
+jobs_sql() { # jobs_sql EXPR: from the database (empty while it is down)
+	psql -X -q -At "$ADMIN_URL" -c "SELECT $1 FROM importer.import_jobs WHERE id IN ($IN_JOBS)" 2>/dev/null || true
 }
 
-# SSE stream opened before the restarts; it should stay open through them.
-sse_open() { # sse_open OUT [LAST_EVENT_ID] [MAX_TIME]
+# One SSE stream per job, opened before the restarts; they should stay open
+# through them.
+sse_open() { # sse_open INDEX OUT [LAST_EVENT_ID] [MAX_TIME]
 	local hdr=()
-	[ -z "${2:-}" ] || hdr=(-H "Last-Event-ID: $2")
-	curl -s -N --max-time "${3:-120}" -H "$AUTH" -H 'Accept: text/event-stream' "${hdr[@]}" \
-		"$BASE/api/jobs/$JOB/events" >"$1" 2>/dev/null
+	[ -z "${3:-}" ] || hdr=(-H "Last-Event-ID: $3")
+	curl -s -N --max-time "${4:-150}" -H "Authorization: Bearer ${TOKENS[$1]}" \
+		-H 'Accept: text/event-stream' "${hdr[@]}" \
+		"$BASE/api/jobs/${JOBS[$1]}/events" >"$2" 2>/dev/null
 }
-sse_open "$TMP/sse_live.txt" &
-SSE_LIVE=$!
-SSE_PIDS+=("$SSE_LIVE")
+for k in "${!JOBS[@]}"; do
+	sse_open "$k" "$TMP/sse_live$k.txt" &
+	SSE_PIDS+=("$!")
+done
 
-# wait_progress MIN SECONDS: until processing with processed_items > MIN.
+# wait_progress MIN SECONDS: until 4 jobs (or all that are left) are processing
+# and the jobs' processed_items add up to more than MIN; sets PROGRESS.
 wait_progress() {
-	local min=$1 deadline=$((SECONDS + $2)) st
+	local min=$1 deadline=$((SECONDS + $2)) st running done total
 	while :; do
-		st=$(job_field "status || ' ' || processed_items")
-		case $st in
-		processing\ *) [ "${st#* }" -le "$min" ] || {
-			PROGRESS=${st#* }
-			return 0
-		} ;;
-		completed\ * | failed\ * | cancelled\ *)
-			say "job already $st"
+		st=$(jobs_sql "count(*) FILTER (WHERE status = 'processing' AND processed_items > 0),
+			count(*) FILTER (WHERE status IN ('completed', 'failed', 'cancelled')),
+			coalesce(sum(processed_items), 0)")
+		IFS='|' read -r running done total <<<"${st:-0|0|0}"
+		if [ "$done" = "$NJOBS" ]; then
+			say "every job already finished"
 			return 1
-			;;
-		esac
+		fi
+		want=$((NJOBS - done < NWORKERS ? NJOBS - done : NWORKERS))
+		if [ "$running" -ge "$want" ] && [ "$total" -gt "$min" ]; then
+			PROGRESS=$total
+			return 0
+		fi
 		[ "$SECONDS" -lt "$deadline" ] || {
-			say "no progress past $min in $2 s (job: ${st:-?})"
+			say "not $want jobs processing past $min records in $2 s (processing $running, finished $done, records $total)"
 			return 1
 		}
 		sleep 0.05
@@ -261,66 +275,64 @@ restart() {
 	fi
 }
 
-wait_progress 0 60 || die "the job never showed progress"
-say "progress visible: $PROGRESS of $ROWS processed; fast restart"
-[ "$PROGRESS" -lt "$ROWS" ] || die "the job finished before the restart (raise PG_RESTART_ROWS)"
+wait_progress 0 60 || die "the workers never showed progress on 4 jobs"
+say "progress visible on 4 jobs: $PROGRESS of $((NJOBS * ROWS)) records; fast restart"
 restart fast
 
 CRASHED=0
-if wait_progress "$(job_field processed_items)" 40; then
-	say "progress after recovery: $PROGRESS of $ROWS; immediate shutdown (crash)"
+if wait_progress "$(jobs_sql 'sum(processed_items)')" 40; then
+	say "progress after recovery: $PROGRESS of $((NJOBS * ROWS)); immediate shutdown (crash)"
 	restart immediate
 	CRASHED=1
 else
-	say "job no longer running after the first restart: crash restart skipped"
+	say "jobs no longer running after the first restart: crash restart skipped"
 fi
 
-# ---- the job completes ----------------------------------------------------------------
-deadline=$((SECONDS + 60))
+# ---- every job completes ------------------------------------------------------------
+deadline=$((SECONDS + 90))
 while :; do
-	st=$(job_field status)
-	case $st in completed | failed | cancelled) break ;; esac
+	left=$(jobs_sql "count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled'))")
+	[ "$left" != 0 ] || break
 	[ "$SECONDS" -lt "$deadline" ] || break
 	sleep 0.2
 done
-IFS='|' read -r status processed total failed inserted updated cfailed attempts estimate < <(
-	job_field "status, processed_items, total_items, failed_items,
-		counts->>'inserted', counts->>'updated', counts->>'failed', attempts, total_is_estimate"
-) || true
-if [ "$status" = completed ]; then
-	ok "job completed ($((SECONDS - START)) s since start, attempts $attempts)"
+# One line per job that is not exactly right: status, counters and counts.
+bad=$(psql_admin -c "SELECT string_agg(id || ': ' || status || ', processed ' || processed_items ||
+	', total ' || coalesce(total_items::text, '?') || CASE WHEN total_is_estimate THEN ' (estimate)' ELSE '' END ||
+	', failed ' || failed_items || ', counts ' || counts::text || ', error ' || coalesce(error_message, '-'), E'\n')
+	FROM importer.import_jobs WHERE id IN ($IN_JOBS) AND (status <> 'completed' OR processed_items <> $ROWS
+	OR total_items IS DISTINCT FROM $ROWS OR total_is_estimate OR failed_items <> 0
+	OR (counts->>'inserted')::bigint IS DISTINCT FROM $ROWS OR (counts->>'updated')::bigint <> 0
+	OR (counts->>'failed')::bigint <> 0)") || bad="(query failed)"
+if [ -z "$bad" ]; then
+	ok "$NJOBS jobs completed ($((SECONDS - START)) s since start): processed_items = total_items (exact) = counts.inserted = $ROWS, failed 0, counts.updated 0 (no batch written twice)"
 else
-	fail "job is '${status:-?}' after the deadline, not completed (processed $processed, error: $(job_field error_message))"
+	fail "jobs not completed exactly:"$'\n'"$bad"
 fi
-check() { # check DESCRIPTION-IF-OK DESCRIPTION-IF-NOT TEST...
-	local good=$1 bad=$2
-	shift 2
-	if "$@"; then ok "$good"; else fail "$bad"; fi
-}
-check "processed_items = $ROWS" "processed_items = $processed, want $ROWS" [ "$processed" = "$ROWS" ]
-check "total_items = $ROWS (exact)" "total_items = $total (estimate: $estimate), want $ROWS exact" \
-	[ "$total" = "$ROWS" -a "$estimate" = f ]
-check "failed_items = 0, counts.failed = 0" "failed_items = $failed, counts.failed = $cfailed, want 0" \
-	[ "$failed" = 0 -a "$cfailed" = 0 ]
-check "counts.inserted = $ROWS" "counts.inserted = $inserted, want $ROWS" [ "$inserted" = "$ROWS" ]
-check "counts.updated = 0 (no batch written twice)" \
-	"counts.updated = $updated, want 0 (a committed batch was written again)" [ "$updated" = 0 ]
 
-IFS='|' read -r n distinct sum good < <(psql_admin -c "
-	SELECT count(*), count(DISTINCT record_key), coalesce(sum((data->>'n')::bigint), 0),
-	       count(*) FILTER (WHERE record_key = data->>'id' AND record_key = 'k' || (data->>'n')
-	                          AND data->>'name' = 'name \"' || (data->>'n') || '\"'
-	                          AND job_id = '$JOB')
-	FROM importer.records WHERE user_id = '$USER_ID' AND collection = '$COLLECTION'") || true
-if [ "$n" = "$ROWS" ] && [ "$distinct" = "$ROWS" ] && [ "$sum" = "$EXPECT_SUM" ] && [ "$good" = "$ROWS" ]; then
-	ok "records: $ROWS, distinct keys, each with its own data"
+# Records of every job: exactly once, each with its own data, written by its job.
+bad=$(psql_admin -c "
+	WITH j(id, user_id, collection) AS (SELECT id, user_id, collection FROM importer.import_jobs
+	                                    WHERE id IN ($IN_JOBS))
+	SELECT string_agg(format('%s: %s records, %s distinct keys, sum(n) %s, well-formed %s',
+	                         j.collection, r.n, r.keys, r.sum, r.good), E'\n')
+	FROM j CROSS JOIN LATERAL (
+		SELECT count(*) AS n, count(DISTINCT record_key) AS keys,
+		       coalesce(sum((data->>'n')::bigint), 0) AS sum,
+		       count(*) FILTER (WHERE record_key = data->>'id' AND record_key = 'k' || (data->>'n')
+		                          AND data->>'name' = 'name \"' || (data->>'n') || '\"'
+		                          AND job_id = j.id) AS good
+		FROM importer.records rec WHERE rec.user_id = j.user_id AND rec.collection = j.collection) r
+	WHERE NOT (r.n = $ROWS AND r.keys = $ROWS AND r.sum = $EXPECT_SUM AND r.good = $ROWS)") || bad="(query failed)"
+if [ -z "$bad" ]; then
+	ok "records: $NJOBS × $ROWS, each key once, each with its own data"
 else
-	fail "records: count $n, distinct keys $distinct, sum(n) $sum (want $EXPECT_SUM), well-formed $good (want $ROWS each)"
+	fail "records wrong:"$'\n'"$bad"
 fi
-say "job log: $(psql_admin -c "SELECT string_agg(event || coalesce(' (' || left(message, 60) || ')', ''), '; ' ORDER BY id)
-	FROM importer.import_logs WHERE job_id = '$JOB'" || true)"
-errs=$(psql_admin -c "SELECT count(*) FROM importer.import_errors WHERE job_id = '$JOB'" || echo '?')
-[ "$errs" = 0 ] || fail "$errs import_errors rows for the job, want 0"
+errs=$(psql_admin -c "SELECT count(*) FROM importer.import_errors WHERE job_id IN ($IN_JOBS)" || echo '?')
+[ "$errs" = 0 ] || fail "$errs import_errors rows for the jobs, want 0"
+say "job logs: $(psql_admin -c "SELECT string_agg(event || ' ' || n, ', ') FROM
+	(SELECT event, count(*) AS n FROM importer.import_logs WHERE job_id IN ($IN_JOBS) GROUP BY event ORDER BY event) e" || true)"
 
 # ---- the processes reconnected instead of exiting -------------------------------------
 if dead=$(all_alive); then
@@ -328,10 +340,19 @@ if dead=$(all_alive); then
 else
 	fail "$dead"
 fi
+idle=
+for ((i = 1; i <= NWORKERS; i++)); do
+	grep -q '"event":"job.claimed"' "$TMP/worker$i.log" || idle="$idle worker$i"
+done
+if [ -z "$idle" ]; then
+	ok "each of the $NWORKERS workers claimed jobs"
+else
+	fail "workers that never claimed a job:$idle"
+fi
 # DESIGN.md: logs are one JSON object per line, even while the database
 # goes away (libpq's notices, such as "FATAL: terminating connection due to
 # administrator command", go through our notice processor as db.notice).
-for f in gateway worker1 worker2; do
+for f in "${LOGS[@]}"; do
 	n=$(grep -cv '^{' "$TMP/$f.log" || true)
 	if [ "$n" = 0 ]; then
 		ok "$f wrote only JSON log lines"
@@ -341,72 +362,94 @@ for f in gateway worker1 worker2; do
 done
 
 # ---- SSE ------------------------------------------------------------------------------
-# The stream opened before the restarts: the gateway keeps it, so it ends with
-# the completed state and `end` and closes; if it was dropped, reconnect with
-# the last id it saw.
+# The streams opened before the restarts: the gateway keeps them, so each ends
+# with the completed state and `end` and closes; if one was dropped, reconnect
+# with the last id it saw.
 deadline=$((SECONDS + 15))
-while kill -0 "$SSE_LIVE" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-live_last_id=$(sed -n 's/^id: *//p' "$TMP/sse_live.txt" | tail -n 1)
-# ends_completed FILE: a job event with status completed, then `end` with it.
+for p in "${SSE_PIDS[@]}"; do
+	while kill -0 "$p" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+done
+# ends_completed FILE JOB [FILE JOB ...]: for each stream, a job event with
+# status completed, then `end` with it; prints "ok FILE DETAILS" or "bad FILE
+# PROBLEMS" per stream (one python3 for all: starting it takes seconds on a
+# loaded machine).
 ends_completed() {
-	python3 - "$1" "$JOB" <<'PY'
+	python3 - "$@" <<'PY'
 import json, sys
-text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
-events, seen_completed, job_ids = [], False, []
-for block in text.replace("\r\n", "\n").split("\n\n"):
-    ev, data, eid = None, [], None
-    for line in block.split("\n"):
-        if line.startswith("event:"):
-            ev = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line.startswith("id:"):
-            eid = line[3:].strip()
-    if ev:
-        events.append((ev, "\n".join(data), eid))
-problems = []
-for ev, data, eid in events:
-    if ev == "job":
-        j = json.loads(data)
-        if j.get("id") == sys.argv[2]:
-            job_ids.append(int(eid) if eid else -1)
-            if j.get("status") == "completed":
-                seen_completed = True
-    if ev == "end":
-        j = json.loads(data)
-        if not seen_completed:
-            problems.append("`end` before any job event with status completed")
-        if j.get("status") != "completed" or j.get("id") != sys.argv[2]:
-            problems.append("end payload %s" % data)
-        break
-else:
-    problems.append("no `end` event (events: %s)" % ", ".join(e for e, _, _ in events[-8:]))
-if any(b <= a for a, b in zip(job_ids, job_ids[1:])):
-    problems.append("job event ids not increasing: %s" % job_ids)
-print("; ".join(problems) if problems else "%d events, %d job states" % (len(events), len(job_ids)))
-sys.exit(1 if problems else 0)
+
+def check(path, job):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    events, seen_completed, job_ids = [], False, []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        ev, data, eid = None, [], None
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                ev = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+            elif line.startswith("id:"):
+                eid = line[3:].strip()
+        if ev:
+            events.append((ev, "\n".join(data), eid))
+    problems = []
+    for ev, data, eid in events:
+        if ev == "job":
+            j = json.loads(data)
+            if j.get("id") == job:
+                job_ids.append(int(eid) if eid else -1)
+                if j.get("status") == "completed":
+                    seen_completed = True
+        if ev == "end":
+            j = json.loads(data)
+            if not seen_completed:
+                problems.append("`end` before any job event with status completed")
+            if j.get("status") != "completed" or j.get("id") != job:
+                problems.append("end payload %s" % data)
+            break
+    else:
+        problems.append("no `end` event (events: %s)" % ", ".join(e for e, _, _ in events[-8:]))
+    if any(b <= a for a, b in zip(job_ids, job_ids[1:])):
+        problems.append("job event ids not increasing: %s" % job_ids)
+    if problems:
+        return "bad %s %s" % (path, "; ".join(problems))
+    return "ok %s %d events, %d job states" % (path, len(events), len(job_ids))
+
+args = sys.argv[1:]
+for path, job in zip(args[0::2], args[1::2]):
+    print(check(path, job))
 PY
 }
-if kill -0 "$SSE_LIVE" 2>/dev/null; then
-	fail "the SSE stream opened before the restarts is still open 15 s after the job completed"
-elif r=$(ends_completed "$TMP/sse_live.txt"); then
-	ok "SSE stream kept open through the restarts saw the completed state and end ($r)"
-else
-	say "SSE stream opened before the restarts did not end properly ($r); reconnecting with Last-Event-ID ${live_last_id:-none}"
-	sse_open "$TMP/sse_reconnect.txt" "${live_last_id:-}" 15 || true
-	if r=$(ends_completed "$TMP/sse_reconnect.txt"); then
-		ok "SSE reconnect with Last-Event-ID ${live_last_id:-none} saw the completed state and end ($r)"
-	else
-		fail "SSE reconnect with Last-Event-ID ${live_last_id:-none}: $r"
+# The streams kept open through the restarts.
+args=()
+for k in "${!JOBS[@]}"; do
+	if kill -0 "${SSE_PIDS[$k]}" 2>/dev/null; then
+		fail "${COLLS[$k]}: the SSE stream opened before the restarts is still open 15 s after the jobs completed"
 	fi
-fi
-# A request made after recovery, with the last id the live stream saw.
-sse_open "$TMP/sse_after.txt" "${live_last_id:-}" 15 || true
-if r=$(ends_completed "$TMP/sse_after.txt"); then
-	ok "SSE request after recovery (Last-Event-ID ${live_last_id:-none}): job completed, then end ($r)"
+	args+=("$TMP/sse_live$k.txt" "${JOBS[$k]}")
+done
+mapfile -t live_results < <(ends_completed "${args[@]}")
+# A stream that did not end properly reconnects with the last id it saw; and a
+# request made after recovery, with the last id the live stream saw, gets the
+# snapshot first (completed), then end.
+kept=0 args=()
+for k in "${!JOBS[@]}"; do
+	live_last_id=$(sed -n 's/^id: *//p' "$TMP/sse_live$k.txt" | tail -n 1)
+	case ${live_results[$k]:-bad} in
+	ok\ *) kept=$((kept + 1)) ;;
+	*)
+		say "${COLLS[$k]}: SSE stream opened before the restarts did not end properly (${live_results[$k]:-no result}); reconnecting with Last-Event-ID ${live_last_id:-none}"
+		sse_open "$k" "$TMP/sse_reconnect$k.txt" "${live_last_id:-}" 15 || true
+		args+=("$TMP/sse_reconnect$k.txt" "${JOBS[$k]}")
+		;;
+	esac
+	sse_open "$k" "$TMP/sse_after$k.txt" "${live_last_id:-}" 15 || true
+	args+=("$TMP/sse_after$k.txt" "${JOBS[$k]}")
+done
+bad=$(ends_completed "${args[@]}" | grep -v '^ok ' || true)
+if [ -z "$bad" ]; then
+	ok "SSE: $kept of $NJOBS streams kept open through the restarts, $((NJOBS - kept)) reconnected with Last-Event-ID; each saw the completed state and end, and every request after recovery got the completed snapshot, then end"
 else
-	fail "SSE request after recovery: $r"
-	head -c 2000 "$TMP/sse_after.txt" >&2
+	fail "SSE streams (reconnect or after recovery):"$'\n'"$bad"
 fi
 
 # ---- clean exit: SIGTERM, exit 0, no sanitizer report --------------------------------
@@ -422,5 +465,5 @@ if grep -l 'AddressSanitizer\|LeakSanitizer\|runtime error:' "$TMP"/gateway.log 
 else
 	ok "gateway and workers exited 0 on SIGTERM, no sanitizer report"
 fi
-[ "$CRASHED" = 1 ] || say "note: only the fast restart ran (the job finished before the crash)"
+[ "$CRASHED" = 1 ] || say "note: only the fast restart ran (the jobs finished before the crash)"
 [ "$failures" -eq 0 ] || exit 1

@@ -33,18 +33,6 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/worker-kill.XXXXXX")
 PGDIR=$TMP/pg
 WORKER_PID=
-START=$SECONDS
-failures=0
-
-say() { printf 'worker_kill.sh: [%3ss] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-	failures=$((failures + 1))
-	printf 'worker_kill.sh: FAIL: %s\n' "$*" >&2
-}
-die() {
-	fail "$*"
-	exit 1
-}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -68,20 +56,10 @@ trap 'exit 143' TERM
 command -v psql >/dev/null 2>&1 || die "psql not found"
 
 e2e_start_cluster "$PG" "$PGDIR" "$TMP"
-SUPER_URL=$("$PG" url "$PGDIR")
-ADMIN_URL=${SUPER_URL%/postgres}/importer
-psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
-psql -X -q -v ON_ERROR_STOP=1 "$SUPER_URL" -c 'CREATE DATABASE importer'
-DATABASE_URL=$ADMIN_URL IMPORTER_LOG_LEVEL=warn "$WORKER" migrate 2>"$TMP/migrate.log" ||
-	die "importer-worker migrate failed: $(cat "$TMP/migrate.log")"
-WK_PW=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-psql_admin <<EOSQL
-SET client_min_messages = warning;
-CREATE ROLE importer_worker_login LOGIN PASSWORD '$WK_PW' IN ROLE importer_worker;
+e2e_init_db "$PG" "$PGDIR" "$TMP" "$WORKER" "
 UPDATE importer.settings SET value = '2' WHERE key = 'lease_seconds' AND user_id IS NULL;
-UPDATE importer.settings SET value = '$((KILLS + 5))' WHERE key = 'max_rescues' AND user_id IS NULL;
-EOSQL
-WK_URL=postgresql://importer_worker_login:$WK_PW@127.0.0.1:$port/importer
+UPDATE importer.settings SET value = '$((KILLS + 5))' WHERE key = 'max_rescues' AND user_id IS NULL;"
+psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
 say "PostgreSQL on 127.0.0.1:$port, migrated (lease_seconds 2, max_rescues $((KILLS + 5)))"
 
 # Row i: id=k<i>, n=i, a quoted name with embedded quotes and a comma.
