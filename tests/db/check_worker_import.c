@@ -659,6 +659,139 @@ START_TEST(pause_then_resume_continues_from_the_checkpoint)
 }
 END_TEST
 
+/* The worker reads batch N+1 while the server writes batch N. Records the
+ * database refuses in many batches (each bisected while the next is already
+ * read) land nowhere, are reported once each, and every other record lands
+ * exactly once with exact counts. The records are big, so that a batch spans
+ * more chunks than are fetched ahead: reading ahead then waits for the write,
+ * and gives up (to read again at the next step) when the write failed. */
+START_TEST(refused_records_while_the_next_batch_is_read_ahead_are_reported_once)
+{
+	/* 60 records of ~450 kB, every 7th refused (a number beyond numeric's
+	 * range); 8 per batch, so about 3.6 MB (four 1 MiB chunks) a batch. */
+	char *job = submit("ndjson",
+	                   "convert_to((SELECT string_agg(format('{\"id\":%s,\"pad\":\"%s\"%s}',"
+	                   " g, repeat('x', 450000), CASE WHEN g % 7 = 0 THEN ',\"v\":1e1000000'"
+	                   " ELSE '' END), chr(10) ORDER BY g) FROM generate_series(1, 60) g)"
+	                   " || chr(10), 'UTF8')",
+	                   "{\"collection\":\"ahead\",\"batch_size\":8}");
+
+	run_to_end(job, "completed");
+	test_db_expectf(conn, "52/52/0",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) || '/' || "
+	                "count(*) FILTER (WHERE record_key::int %% 7 = 0) FROM importer.records "
+	                "WHERE collection = 'ahead'");
+	test_db_expectf(conn, "7,14,21,28,35,42,49,56",
+	                "SELECT string_agg(record_index::text, ',' ORDER BY record_index) "
+	                "FROM importer.import_errors WHERE job_id = '%s' "
+	                "AND message = 'value overflows numeric format'",
+	                job);
+	test_db_expectf(conn, "8",
+	                "SELECT count(*) FROM importer.import_errors WHERE job_id = '%s'", job);
+	test_db_expectf(conn, "60/8/52/0/8",
+	                "SELECT concat_ws('/', processed_items, failed_items, counts->>'inserted', "
+	                "counts->>'updated', counts->>'failed') FROM importer.import_jobs "
+	                "WHERE id = '%s'",
+	                job);
+	free(job);
+}
+END_TEST
+
+/* Small records, many batches, a refused record in some: the same, with the
+ * next batch read ahead from chunks fetched with the write. */
+START_TEST(refused_records_in_many_small_batches_are_reported_once)
+{
+	char *job = submit("ndjson",
+	                   "convert_to((SELECT string_agg(format('{\"id\":%s,\"n\":\"%s\"%s}', g,"
+	                   " repeat('y', 40), CASE WHEN g % 997 = 0 THEN ',\"v\":1e1000000'"
+	                   " ELSE '' END), chr(10) ORDER BY g) FROM generate_series(1, 30000) g)"
+	                   " || chr(10), 'UTF8')",
+	                   "{\"collection\":\"small\",\"batch_size\":500}");
+
+	run_to_end(job, "completed");
+	test_db_expectf(
+	    conn, "29970/29970",
+	    "SELECT count(*) || '/' || count(DISTINCT record_key) FROM importer.records "
+	    "WHERE collection = 'small'");
+	test_db_expectf(conn, "30/30/t",
+	                "SELECT count(*) || '/' || count(DISTINCT record_index) || '/' || "
+	                "bool_and(record_index %% 997 = 0) FROM importer.import_errors "
+	                "WHERE job_id = '%s'",
+	                job);
+	test_db_expectf(conn, "30000/30/29970/30",
+	                "SELECT concat_ws('/', processed_items, failed_items, counts->>'inserted', "
+	                "counts->>'failed') FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	free(job);
+}
+END_TEST
+
+/* A pause that arrives while a batch is written and the next one read ahead
+ * ends the job at a committed checkpoint: the checkpoint, the counters and
+ * the records agree, and resuming lands every record exactly once. */
+START_TEST(a_pause_with_a_batch_in_flight_stops_at_an_exact_checkpoint)
+{
+	char *job = submit("csv", BIG_CSV(100000), "{\"collection\":\"pf\",\"batch_size\":1000}");
+	char sql[256], *st;
+	struct test_proc w;
+
+	start_worker(&w);
+	snprintf(sql, sizeof(sql),
+	         "SELECT processed_items >= 3000 FROM importer.import_jobs WHERE id = '%s'", job);
+	ck_assert(test_db_wait_true(conn, sql, 60000));
+	PQclear(test_db_exec(conn, "SELECT set_config('importer.user_id', '" USER "', false); "
+	                           "SELECT importer.pause_job(id) FROM importer.import_jobs"));
+	st = wait_status(job, "paused|completed", 10000);
+	ck_assert_str_eq(st, "paused");
+	free(st);
+	test_db_expectf(conn, "t",
+	                "SELECT j.processed_items = (j.checkpoint->>'record_index')::bigint AND "
+	                "j.processed_items = (j.counts->>'inserted')::bigint AND "
+	                "j.processed_items = (SELECT count(*) FROM importer.records "
+	                "WHERE collection = 'pf') AND j.processed_items %% 1000 = 0 "
+	                "FROM importer.import_jobs j WHERE j.id = '%s'",
+	                job);
+	PQclear(test_db_exec(conn, "SELECT importer.resume_job(id) FROM importer.import_jobs"));
+	st = wait_status(job, "completed|failed", 120000);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	ck_assert_str_eq(st, "completed");
+	test_db_expectf(conn, "100000/100000/100000",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) || '/' || "
+	                "(SELECT processed_items FROM importer.import_jobs WHERE id = '%s') "
+	                "FROM importer.records WHERE collection = 'pf'",
+	                job);
+	free(st);
+	free(job);
+}
+END_TEST
+
+/* A lease that changes hands while a batch is in flight (as a rescue and a
+ * new claim would make it): the worker commits nothing more into the job. */
+START_TEST(a_lease_lost_with_a_batch_in_flight_commits_nothing_more)
+{
+	char *job = submit("csv", BIG_CSV(100000), "{\"collection\":\"lf\",\"batch_size\":1000}");
+	char sql[256], *at;
+	struct test_proc w;
+
+	start_worker(&w);
+	snprintf(sql, sizeof(sql),
+	         "SELECT processed_items >= 3000 FROM importer.import_jobs WHERE id = '%s'", job);
+	ck_assert(test_db_wait_true(conn, sql, 60000));
+	/* Waits for the row lock of the batch in flight, if any. */
+	at = test_db_valuef(conn,
+	                    "UPDATE importer.import_jobs SET lease_id = gen_random_uuid() "
+	                    "WHERE id = '%s' RETURNING processed_items",
+	                    job);
+	ck_assert_msg(test_proc_wait_for(&w, "\"event\":\"job.lost\"", 10000), "%s", w.buf);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	test_db_expectf(conn, at, "SELECT count(*) FROM importer.records WHERE collection = 'lf'");
+	test_db_expectf(conn, at,
+	                "SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
+	free(at);
+	free(job);
+}
+END_TEST
+
 START_TEST(three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly)
 {
 	struct test_proc w[3];
@@ -751,6 +884,10 @@ int main(void)
 	tcase_add_test(tc, pause_then_resume_continues_from_the_checkpoint);
 	tcase_add_test(tc, three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly);
 	tcase_add_test(tc, a_cancel_requested_before_sigterm_is_not_lost);
+	tcase_add_test(tc, refused_records_while_the_next_batch_is_read_ahead_are_reported_once);
+	tcase_add_test(tc, refused_records_in_many_small_batches_are_reported_once);
+	tcase_add_test(tc, a_pause_with_a_batch_in_flight_stops_at_an_exact_checkpoint);
+	tcase_add_test(tc, a_lease_lost_with_a_batch_in_flight_commits_nothing_more);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
