@@ -713,7 +713,7 @@ START_TEST(refused_records_in_many_small_batches_are_reported_once)
 	    conn, "29970/29970",
 	    "SELECT count(*) || '/' || count(DISTINCT record_key) FROM importer.records "
 	    "WHERE collection = 'small'");
-	test_db_expectf(conn, "30/30/t",
+	test_db_expectf(conn, "30/30/true",
 	                "SELECT count(*) || '/' || count(DISTINCT record_index) || '/' || "
 	                "bool_and(record_index %% 997 = 0) FROM importer.import_errors "
 	                "WHERE job_id = '%s'",
