@@ -626,8 +626,8 @@ START_TEST(pause_then_resume_continues_from_the_checkpoint)
 	paused_at = test_db_valuef(
 	    conn, "SELECT processed_items FROM importer.import_jobs WHERE id = '%s'", job);
 	ck_assert_int_lt(atoll(paused_at), 20000);
-	/* Paused with a batch in flight and the next read ahead: at a batch
-	 * boundary that committed, the checkpoint and the counters agree. */
+	/* Paused while batches are being written: at the batch boundary that
+	 * committed last, the checkpoint and the counters agree. */
 	test_db_expectf(conn, "t",
 	                "SELECT processed_items = (checkpoint->>'record_index')::bigint AND "
 	                "processed_items = (counts->>'inserted')::bigint AND "
@@ -666,13 +666,11 @@ START_TEST(pause_then_resume_continues_from_the_checkpoint)
 }
 END_TEST
 
-/* The worker reads batch N+1 while the server writes batch N. Records the
- * database refuses in many batches (each bisected while the next is already
- * read) land nowhere, are reported once each, and every other record lands
- * exactly once with exact counts. The records are big, so that a batch spans
- * more chunks than are fetched ahead: reading ahead then waits for the write,
- * and gives up (to read again at the next step) when the write failed. */
-START_TEST(refused_records_while_the_next_batch_is_read_ahead_are_reported_once)
+/* Records the database refuses in many batches (each batch bisected) land
+ * nowhere, are reported once each, and every other record lands exactly once
+ * with exact counts. The records are big (~450 kB), so that a batch spans
+ * several 1 MiB chunks of the file and a checkpoint falls inside a chunk. */
+START_TEST(refused_records_in_many_big_batches_are_reported_once)
 {
 	/* 60 records of ~450 kB, every 7th refused (a number beyond numeric's
 	 * range); 8 per batch, so about 3.6 MB (four 1 MiB chunks) a batch. */
@@ -704,8 +702,7 @@ START_TEST(refused_records_while_the_next_batch_is_read_ahead_are_reported_once)
 }
 END_TEST
 
-/* Small records, many batches, a refused record in some: the same, with the
- * next batch read ahead from chunks fetched with the write. */
+/* Small records, many batches, a refused record in some: the same. */
 START_TEST(refused_records_in_many_small_batches_are_reported_once)
 {
 	char *job = submit("ndjson",
@@ -735,7 +732,7 @@ END_TEST
 
 /* Submits a 100,000-row csv in batches of 1,000 into collection, starts
  * worker w on it, and returns the job's id once 3,000 rows committed: its
- * next batches are then being written and read ahead. */
+ * next batches are then being written. */
 static char *start_big_import(const char *collection, struct test_proc *w)
 {
 	char options[96], sql[256], *job;
@@ -750,14 +747,14 @@ static char *start_big_import(const char *collection, struct test_proc *w)
 	return job;
 }
 
-/* A lease that changes hands while a batch is in flight (as a rescue and a
- * new claim would make it): the worker commits nothing more into the job. */
-START_TEST(a_lease_lost_with_a_batch_in_flight_commits_nothing_more)
+/* A lease that changes hands while a batch is being written (as a rescue and
+ * a new claim would make it): the worker commits nothing more into the job. */
+START_TEST(a_lease_lost_mid_import_commits_nothing_more)
 {
 	struct test_proc w;
 	char *job = start_big_import("lf", &w), *at;
 
-	/* Waits for the row lock of the batch in flight, if any. */
+	/* Waits for the row lock of the batch being written, if any. */
 	at = test_db_valuef(conn,
 	                    "UPDATE importer.import_jobs SET lease_id = gen_random_uuid() "
 	                    "WHERE id = '%s' RETURNING processed_items",
@@ -864,9 +861,9 @@ int main(void)
 	tcase_add_test(tc, pause_then_resume_continues_from_the_checkpoint);
 	tcase_add_test(tc, three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly);
 	tcase_add_test(tc, a_cancel_requested_before_sigterm_is_not_lost);
-	tcase_add_test(tc, refused_records_while_the_next_batch_is_read_ahead_are_reported_once);
+	tcase_add_test(tc, refused_records_in_many_big_batches_are_reported_once);
 	tcase_add_test(tc, refused_records_in_many_small_batches_are_reported_once);
-	tcase_add_test(tc, a_lease_lost_with_a_batch_in_flight_commits_nothing_more);
+	tcase_add_test(tc, a_lease_lost_mid_import_commits_nothing_more);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
