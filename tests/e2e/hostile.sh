@@ -42,15 +42,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	e2e_stop_pids "${PIDS[@]}"
 	wait 2>/dev/null || true
-	if [ "$rc" -ne 0 ] || [ "$failures" -gt 0 ]; then
-		e2e_dump_logs 10 "$TMP"/gateway.log "$TMP"/worker.log
-		[ "$rc" -ne 0 ] || rc=1
-	fi
-	"$PG" destroy "$PGDIR" >/dev/null 2>&1 || true
-	if [ -n "${HOSTILE_KEEP:-}" ]; then cp "$TMP"/*.log "$HOSTILE_KEEP"/ 2>/dev/null || true; fi
-	rm -rf -- "$TMP"
-	say "$([ "$rc" -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - START)) s)"
-	exit "$rc"
+	e2e_finish "$rc" "${HOSTILE_KEEP:-}" "$TMP"/gateway.log "$TMP"/worker.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -50,6 +50,25 @@ e2e_dump_logs() {
 	done
 }
 
+# e2e_finish RC KEEP_DIR LOG...: the end of a script's EXIT trap, after its
+# processes are stopped. A non-zero RC or any fail() dumps the LOGs and makes
+# the exit status 1 (or keeps RC); then the cluster in $PGDIR is destroyed,
+# the logs and JSON files of $TMP are copied into KEEP_DIR when one is given
+# (the script's *_KEEP variable), $TMP is removed, and PASS or FAIL is said.
+e2e_finish() {
+	local rc=$1 keep=$2
+	shift 2
+	if [ "$rc" -ne 0 ] || [ "$failures" -gt 0 ]; then
+		e2e_dump_logs 10 "$@"
+		[ "$rc" -ne 0 ] || rc=1
+	fi
+	"$PG" destroy "$PGDIR" >/dev/null 2>&1 || true
+	if [ -n "$keep" ]; then cp "$TMP"/*.log "$TMP"/*.json "$keep"/ 2>/dev/null || true; fi
+	rm -rf -- "$TMP"
+	say "$([ "$rc" -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - START)) s)"
+	exit "$rc"
+}
+
 # e2e_stop_pids PID...: SIGTERM to each, up to 15 s for all of them to exit,
 # then SIGKILL to what is left (cleanup paths: never hangs).
 e2e_stop_pids() {

@@ -46,15 +46,7 @@ cleanup() {
 	e2e_stop_pids ${GW_PID:+"$GW_PID"}
 	if [ -n "$SOAK_PID" ]; then kill -KILL -- "-$SOAK_PID" 2>/dev/null || true; fi
 	wait 2>/dev/null || true
-	if [ "$rc" -ne 0 ] || [ "$failures" -gt 0 ]; then
-		e2e_dump_logs 10 "$TMP"/gateway.log
-		[ "$rc" -ne 0 ] || rc=1
-	fi
-	"$PG" destroy "$PGDIR" >/dev/null 2>&1 || true
-	if [ -n "${SOAK_KEEP:-}" ]; then cp "$TMP"/*.log "$TMP"/summary.json "$SOAK_KEEP"/ 2>/dev/null || true; fi
-	rm -rf -- "$TMP"
-	say "$([ "$rc" -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - START)) s)"
-	exit "$rc"
+	e2e_finish "$rc" "${SOAK_KEEP:-}" "$TMP"/gateway.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT

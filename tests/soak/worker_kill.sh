@@ -38,15 +38,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	[ -z "$WORKER_PID" ] || kill -KILL "$WORKER_PID" 2>/dev/null || true
 	wait 2>/dev/null || true
-	if [ "$rc" -ne 0 ] || [ "$failures" -gt 0 ]; then
-		grep -hE '"level":"(warn|error)"|Sanitizer|runtime error' "$TMP"/worker*.log 2>/dev/null | tail -n 20 >&2 || true
-		[ "$rc" -ne 0 ] || rc=1
-	fi
-	"$PG" destroy "$PGDIR" >/dev/null 2>&1 || true
-	if [ -n "${SOAK_KEEP:-}" ]; then cp "$TMP"/*.log "$SOAK_KEEP"/ 2>/dev/null || true; fi
-	rm -rf -- "$TMP"
-	say "$([ "$rc" -eq 0 ] && echo PASS || echo FAIL) ($((SECONDS - START)) s)"
-	exit "$rc"
+	e2e_finish "$rc" "${SOAK_KEEP:-}" "$TMP"/worker*.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT
