@@ -10,6 +10,11 @@
 # harness from the committed seed corpora (a crash or sanitizer report fails).
 # A failing, skipped or not-run test fails the run. Nothing is skipped silently.
 #
+# Usage: tests/run.sh [--sanitize | --no-sanitize]
+#   --sanitize            ASan + UBSan with leak detection (the default; the flag
+#                         overrides IMPORTER_SANITIZE=0)
+#   --no-sanitize         a plain Debug build (same as IMPORTER_SANITIZE=0)
+#
 # Environment:
 #   IMPORTER_SANITIZE=0   build without ASan/UBSan (default 1)
 #   IMPORTER_TEST_PORT    first port to try for the cluster (default 55400)
@@ -17,6 +22,21 @@
 #   FUZZ_SECONDS          seconds per fuzz harness in the smoke (default 10; 0 skips
 #                         the smoke, which then counts as a failure like any skip)
 set -euo pipefail
+
+for arg in "$@"; do
+	case $arg in
+	--sanitize) IMPORTER_SANITIZE=1 ;;
+	--no-sanitize) IMPORTER_SANITIZE=0 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
+		exit 0
+		;;
+	*)
+		printf 'tests/run.sh: unknown argument %s (try --help)\n' "$arg" >&2
+		exit 2
+		;;
+	esac
+done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
