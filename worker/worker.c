@@ -51,8 +51,15 @@ static void schedule_pass(struct worker *w, unsigned delay_ms)
 {
 	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
 
-	if (!w->stopping && !evtimer_pending(w->pass_ev, NULL))
-		evtimer_add(w->pass_ev, &tv);
+	if (w->stopping || evtimer_pending(w->pass_ev, NULL))
+		return;
+	/* A delay counts from now, not from libevent's time cached when this
+	 * callback began: a wake for a job due in delay_ms (next_due_ms) must
+	 * not fire before it is due, or the pass finds it not yet due and
+	 * next_due_ms, a moment later, no longer sees it as in the future. */
+	if (delay_ms > 0)
+		event_base_update_cache_time(w->base);
+	evtimer_add(w->pass_ev, &tv);
 }
 
 static void wake(struct worker *w, const char *why)
@@ -61,14 +68,34 @@ static void wake(struct worker *w, const char *why)
 	schedule_pass(w, 0);
 }
 
-/* Makes sure the job connection is usable, reconnecting once if it broke
- * (or was left mid-pipeline by a failed exchange, see pgconn_pipeline). */
-static bool connection_ok(struct worker *w)
+static void drop_job(struct worker *w)
+{
+	import_free(w->im);
+	w->im = NULL;
+	job_clear(&w->job);
+}
+
+static bool connection_broken(const struct worker *w)
+{
+	return PQstatus(w->conn) != CONNECTION_OK || PQpipelineStatus(w->conn) != PQ_PIPELINE_OFF;
+}
+
+/* The job connection broke while this worker held a job: the job is still
+ * ours until its lease expires. Take it up again (reattach) from the
+ * checkpoint stored in the database, never from this process's memory: a
+ * batch committed asynchronously just before a server crash may be gone,
+ * and continuing past it would lose its records. */
+static void reattach_later(struct worker *w)
+{
+	memcpy(w->reattach_id, w->job.id, JOB_ID_LEN);
+	memcpy(w->reattach_lease, w->job.lease_id, JOB_ID_LEN);
+	drop_job(w);
+}
+
+static bool reconnect(struct worker *w)
 {
 	char err[512];
 
-	if (PQstatus(w->conn) == CONNECTION_OK && PQpipelineStatus(w->conn) == PQ_PIPELINE_OFF)
-		return true;
 	PQreset(w->conn);
 	if (PQstatus(w->conn) == CONNECTION_OK) {
 		log_info("db.reconnected");
@@ -79,18 +106,22 @@ static bool connection_ok(struct worker *w)
 	return false;
 }
 
+/* Makes sure the job connection is usable, reconnecting once if it broke
+ * (or was left mid-pipeline by a failed exchange, see pgconn_pipeline). */
+static bool connection_ok(struct worker *w)
+{
+	if (!connection_broken(w))
+		return true;
+	if (w->im != NULL)
+		reattach_later(w);
+	return reconnect(w);
+}
+
 /* How often a worker asks housekeeping to prune expired jobs. */
 #define PRUNE_INTERVAL_S 60
 
 /* Kinds this worker imports (noop jobs are completed in batches apart). */
 static const char import_kinds[] = "{csv,ndjson,backup}";
-
-static void drop_job(struct worker *w)
-{
-	import_free(w->im);
-	w->im = NULL;
-	job_clear(&w->job);
-}
 
 /* Runs one batch of the current job; called from the loop only. */
 static void run_step(struct worker *w)
@@ -124,22 +155,18 @@ static void run_step(struct worker *w)
 	case JOB_FAILED:
 		if (PQstatus(w->conn) == CONNECTION_BAD && !w->stopping) {
 			/* The database went away mid-step: nothing of the step
-			 * committed and the job is still ours until its lease
-			 * expires. Take it up again from its checkpoint once the
-			 * connection is back (an attempt is not an error's). */
+			 * committed (an attempt is not an error's). */
 			log_warn("job.connection_lost", LF_STR("job_id", w->job.id),
 			         LF_STR("worker_id", w->worker_id),
 			         LF_STR("lease_id", w->job.lease_id), LF_STR("error", err));
-			memcpy(w->reattach_id, w->job.id, JOB_ID_LEN);
-			memcpy(w->reattach_lease, w->job.lease_id, JOB_ID_LEN);
-			drop_job(w);
+			reattach_later(w);
 			schedule_pass(w, backoff_next_ms(&w->retry));
 			return;
 		}
 		log_warn("job.retry", LF_STR("job_id", w->job.id),
 		         LF_STR("worker_id", w->worker_id), LF_STR("lease_id", w->job.lease_id),
 		         LF_STR("error", err));
-		if (connection_ok(w) &&
+		if ((!connection_broken(w) || reconnect(w)) &&
 		    job_release_retry(w->conn, &w->job, err, err2, sizeof(err2)) < 0)
 			log_warn("job.release_failed", LF_STR("job_id", w->job.id),
 				 LF_STR("error", err2));

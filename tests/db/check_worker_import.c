@@ -25,7 +25,9 @@ static void setup(void)
 {
 	conn = test_db_connect(DB);
 	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs, importer.records, "
-	                           "importer.import_files CASCADE; LISTEN importer_events"));
+	                           "importer.import_files CASCADE; LISTEN importer_events; "
+	                           "UPDATE importer.settings SET value = '0' "
+	                           "WHERE key = 'batch_pause_ms' AND user_id IS NULL"));
 }
 
 static void teardown(void)
@@ -769,6 +771,58 @@ START_TEST(a_lease_lost_mid_import_commits_nothing_more)
 }
 END_TEST
 
+/* The server loses the job's last batches (as an immediate crash loses
+ * batches committed without waiting for their WAL flush) and the worker's
+ * connection breaks while it waits between batches. It must take the job up
+ * from the checkpoint the database holds, not from its own memory, or the
+ * lost records never come back. */
+START_TEST(a_connection_broken_between_batches_resumes_from_the_stored_checkpoint)
+{
+	struct test_proc w;
+	const char *argv[] = {IMPORTER_WORKER_BIN, NULL};
+	/* Housekeeping on the job connection every 100 ms finds the break
+	 * while the worker waits out the 500 ms between batches. */
+	const char *env[] = {database_env, "IMPORTER_POLL_INTERVAL_MS=100", NULL};
+	char *job, *st, sql[256];
+
+	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '500' "
+	                           "WHERE key = 'batch_pause_ms' AND user_id IS NULL"));
+	job = submit("csv", BIG_CSV(2000), "{\"collection\":\"cb\",\"batch_size\":100}");
+	test_proc_start(&w, argv, env);
+	snprintf(sql, sizeof(sql),
+	         "SELECT processed_items >= 200 FROM importer.import_jobs WHERE id = '%s'", job);
+	ck_assert(test_db_wait_true(conn, sql, 30000));
+	/* The row lock waits out a batch being written. */
+	PQclear(test_db_exec(conn, "BEGIN"));
+	test_db_expectf(conn, "processing",
+	                "SELECT status FROM importer.import_jobs WHERE id = '%s' FOR UPDATE", job);
+	test_db_execf(conn,
+	              "UPDATE importer.import_jobs SET checkpoint = NULL, processed_items = 0,"
+	              " failed_items = 0, progress = 0, counts = '{}' WHERE id = '%s'",
+	              job);
+	PQclear(test_db_exec(conn, "DELETE FROM importer.records WHERE collection = 'cb'"));
+	PQclear(test_db_exec(conn, "UPDATE importer.settings SET value = '0' "
+	                           "WHERE key = 'batch_pause_ms' AND user_id IS NULL"));
+	test_db_expectf(conn, "1",
+	                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	                "WHERE application_name = 'importer-worker' AND datname = current_database()");
+	PQclear(test_db_exec(conn, "COMMIT"));
+	st = wait_status(job, "completed|failed", 60000);
+	ck_assert_msg(test_proc_wait_for(&w, "\"event\":\"job.reattached\"", 1000), "%s", w.buf);
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+	ck_assert_str_eq(st, "completed");
+	test_db_expectf(conn, "2000/2000",
+	                "SELECT count(*) || '/' || count(DISTINCT record_key) FROM importer.records "
+	                "WHERE collection = 'cb'");
+	test_db_expectf(conn, "2000/0/2000",
+	                "SELECT concat_ws('/', processed_items, failed_items, "
+	                "counts->>'inserted') FROM importer.import_jobs WHERE id = '%s'",
+	                job);
+	free(st);
+	free(job);
+}
+END_TEST
+
 START_TEST(three_workers_run_sixty_jobs_of_four_users_once_each_and_fairly)
 {
 	struct test_proc w[3];
@@ -864,6 +918,7 @@ int main(void)
 	tcase_add_test(tc, refused_records_in_many_big_batches_are_reported_once);
 	tcase_add_test(tc, refused_records_in_many_small_batches_are_reported_once);
 	tcase_add_test(tc, a_lease_lost_mid_import_commits_nothing_more);
+	tcase_add_test(tc, a_connection_broken_between_batches_resumes_from_the_stored_checkpoint);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
