@@ -35,7 +35,8 @@ CREATE INDEX import_jobs_user_processing_idx ON importer.import_jobs (user_id)
 --  * a job that becomes pending (submit, retry, resume, rescue) with a key
 --    before the position moves the position back to it (tg_jobs_ready below);
 --  * a claim moves the position only if nobody else moved it meanwhile
---    (compare and set on the row, which the lowering trigger locks).
+--    (claim_job: compare and set; complete_noops: it holds the row from the
+--    start, and the lowering trigger, which locks it, waits for that).
 -- One gap remains: a transaction that makes a job pending before the
 -- position's current value, but after it (so it does not lower it), and
 -- commits only after a claim moved the position past its job (a submit that
@@ -187,7 +188,7 @@ $$;
 -- Same as 0005 (up to p_limit due noop jobs, priority then age, skipping
 -- locked ones), scanning from the noop queue's position. Several workers run
 -- it at once (no fleet-wide lock): the one that gets the position row's lock
--- without waiting moves it, the others leave it.
+-- without waiting moves it, the others scan from it and leave it.
 CREATE OR REPLACE FUNCTION importer.complete_noops(p_worker text, p_limit int) RETURNS int
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, importer, pg_temp
@@ -206,9 +207,17 @@ DECLARE
 	last_p bigint;
 	last_c timestamptz;
 	last_i uuid;
+	have_row boolean;
 BEGIN
-	SELECT * INTO STRICT pos FROM importer.claim_cursor WHERE queue = 'noop';
-	full_scan := pos.full_scan_at <= clock_timestamp();
+	-- Only the call holding the row moves the position or makes the due full
+	-- scan: the others would all see the same full scan due (until the one
+	-- that made it commits) and walk every dead entry at once.
+	SELECT * INTO pos FROM importer.claim_cursor WHERE queue = 'noop' FOR UPDATE SKIP LOCKED;
+	have_row := FOUND;
+	IF NOT have_row THEN
+		SELECT * INTO STRICT pos FROM importer.claim_cursor WHERE queue = 'noop';
+	END IF;
+	full_scan := have_row AND pos.full_scan_at <= clock_timestamp();
 	IF full_scan THEN
 		from_p := -2147483649; from_c := '-infinity'; from_i := '00000000-0000-0000-0000-000000000000';
 	ELSE
@@ -254,18 +263,18 @@ BEGIN
 	IF NOT FOUND THEN
 		next_p := last_p; next_c := last_c; next_i := last_i;
 	END IF;
-	IF full_scan OR (next_p, next_c, next_i) IS DISTINCT FROM (pos.neg_priority, pos.created_at, pos.id) THEN
-		PERFORM 1 FROM importer.claim_cursor c WHERE c.queue = 'noop' FOR UPDATE SKIP LOCKED;
-		IF FOUND THEN
-			UPDATE importer.claim_cursor c
-			   SET neg_priority = next_p, created_at = next_c, id = next_i,
-			       full_scan_at = CASE WHEN full_scan
-			                           THEN clock_timestamp() + make_interval(secs =>
-			                                coalesce(importer.setting_int('claim_full_scan_seconds'), 10))
-			                           ELSE c.full_scan_at END
-			 WHERE c.queue = 'noop'
-			   AND (c.neg_priority, c.created_at, c.id) = (pos.neg_priority, pos.created_at, pos.id);
-		END IF;
+	-- (Holding the row, nobody moved it since we read it: a job made pending
+	-- before it meanwhile waits in the ready trigger for our commit, then
+	-- moves it back.)
+	IF have_row AND (full_scan OR (next_p, next_c, next_i) IS DISTINCT FROM
+	                               (pos.neg_priority, pos.created_at, pos.id)) THEN
+		UPDATE importer.claim_cursor c
+		   SET neg_priority = next_p, created_at = next_c, id = next_i,
+		       full_scan_at = CASE WHEN full_scan
+		                           THEN clock_timestamp() + make_interval(secs =>
+		                                coalesce(importer.setting_int('claim_full_scan_seconds'), 10))
+		                           ELSE c.full_scan_at END
+		 WHERE c.queue = 'noop';
 	END IF;
 	RETURN n;
 END
