@@ -37,10 +37,11 @@ CREATE INDEX import_jobs_user_processing_idx ON importer.import_jobs (user_id)
 --  * a claim moves the position only if nobody else moved it meanwhile
 --    (claim_job: compare and set; complete_noops: it holds the row from the
 --    start, and the lowering trigger, which locks it, waits for that).
--- One gap remains: a transaction that makes a job pending before the
--- position's current value, but after it (so it does not lower it), and
--- commits only after a claim moved the position past its job (a submit that
--- inserted its row long before committing, older than jobs claimed since).
+-- One gap remains: a transaction that makes a job pending at a key after the
+-- position of that moment (so its trigger leaves the position alone) and
+-- commits only after a claim, whose snapshot did not see the job, moved the
+-- position past it (a submit that inserted its row long before committing,
+-- older than jobs claimed meanwhile).
 -- A full scan from the start every claim_full_scan_seconds (default 10)
 -- finds such a job; the claim then is at most that late.
 --
