@@ -37,13 +37,23 @@ CREATE INDEX import_jobs_user_processing_idx ON importer.import_jobs (user_id)
 --  * a claim moves the position only if nobody else moved it meanwhile
 --    (claim_job: compare and set; complete_noops: it holds the row from the
 --    start, and the lowering trigger, which locks it, waits for that).
--- One gap remains: a transaction that makes a job pending at a key after the
--- position of that moment (so its trigger leaves the position alone) and
--- commits only after a claim, whose snapshot did not see the job, moved the
--- position past it (a submit that inserted its row long before committing,
--- older than jobs claimed meanwhile).
+--  * no claim moves it past a job whose transaction is committing: a job
+--    becomes pending for the position when its transaction commits (the
+--    ready trigger is deferred to commit time), and from that trigger until
+--    the end of the commit the transaction holds the position lock shared
+--    (pg_advisory_xact_lock_shared(1768779891, 1)); a claim moves a
+--    position only if it gets that lock exclusively without waiting, and
+--    only from what a snapshot taken after it sees. So a job committed
+--    before the claim took the lock is seen, and one committing later finds
+--    the moved position in its trigger and moves it back. (A claim that
+--    cannot get the lock leaves the position as it was: correct, only
+--    slower. Two submits that commit out of their created_at order were
+--    the gap of an earlier draft: the later job claimed, the position past
+--    the earlier one before it committed.)
 -- A full scan from the start every claim_full_scan_seconds (default 10)
--- finds such a job; the claim then is at most that late.
+-- remains as a backstop, for what no trigger reports: a transaction that
+-- made its ready trigger fire early (SET CONSTRAINTS ALL IMMEDIATE) and
+-- only then was overtaken, or a pending job whose priority was changed.
 --
 -- The key is (-priority, created_at, id) so that one row comparison bounds an
 -- index scan in the claim order (priority DESC is no row-comparison order).
@@ -78,23 +88,49 @@ DROP INDEX importer.import_jobs_claim_noop_idx;
 DROP INDEX importer.import_jobs_claim_import_idx;
 
 -- Makes pending: NOTIFY (0003), and moves the claim position of the job's
--- queue back to the job when it sorts before it. Updates only when it does
--- (a new submit sorts after it), so the row is rarely locked here.
+-- queue back to the job when it sorts before it (a new submit sorts after
+-- it, so the rows are rarely locked here). Runs at commit (the triggers are
+-- redefined as deferred below) and holds the position lock shared from here
+-- to the end of the commit, so that no claim moves a position past the job
+-- before it is visible (see the list above).
 -- (No statement changes priority, created_at or kind of a pending job; one
 -- that did would be found by the next full scan.)
 CREATE OR REPLACE FUNCTION importer.tg_jobs_ready() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, importer, pg_temp
 	AS $$
+DECLARE
+	q text := CASE WHEN NEW.kind = 'noop' THEN 'noop' ELSE 'import' END;
 BEGIN
 	PERFORM pg_notify('importer_jobs', '');
-	UPDATE importer.claim_cursor c
-	   SET neg_priority = -NEW.priority::bigint, created_at = NEW.created_at, id = NEW.id
-	 WHERE c.queue = CASE WHEN NEW.kind = 'noop' THEN 'noop' ELSE 'import' END
-	   AND (c.neg_priority, c.created_at, c.id) > (-NEW.priority::bigint, NEW.created_at, NEW.id);
+	PERFORM pg_advisory_xact_lock_shared(1768779891, 1);
+	-- Holding the lock, no claim can move a position forward: the check
+	-- stays true until the UPDATE.
+	IF EXISTS (SELECT 1 FROM importer.claim_cursor c
+	           WHERE c.queue = q
+	             AND (c.neg_priority, c.created_at, c.id) > (-NEW.priority::bigint, NEW.created_at, NEW.id)) THEN
+		-- Both rows, always in the same order: two transactions that each
+		-- move both positions back cannot deadlock.
+		PERFORM 1 FROM importer.claim_cursor ORDER BY queue FOR NO KEY UPDATE;
+		UPDATE importer.claim_cursor c
+		   SET neg_priority = -NEW.priority::bigint, created_at = NEW.created_at, id = NEW.id
+		 WHERE c.queue = q
+		   AND (c.neg_priority, c.created_at, c.id) > (-NEW.priority::bigint, NEW.created_at, NEW.id);
+	END IF;
 	RETURN NULL;
 END
 $$;
+
+DROP TRIGGER ready_insert ON importer.import_jobs;
+DROP TRIGGER ready_update ON importer.import_jobs;
+CREATE CONSTRAINT TRIGGER ready_insert AFTER INSERT ON importer.import_jobs
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW WHEN (NEW.status = 'pending')
+	EXECUTE FUNCTION importer.tg_jobs_ready();
+CREATE CONSTRAINT TRIGGER ready_update AFTER UPDATE ON importer.import_jobs
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending')
+	EXECUTE FUNCTION importer.tg_jobs_ready();
 
 -- Same claim as 0005 (fleet-wide lock, kinds, due, fairness, priority, age),
 -- scanning from the import queue's position. Returns the claimed job or none.
@@ -155,6 +191,11 @@ BEGIN
 		RETURN NEXT claimed;
 	END IF;
 
+	-- Only with the position lock (see above), and from a snapshot taken
+	-- after it: every job made pending before it is then visible.
+	IF NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
+		RETURN;
+	END IF;
 	-- The new position: the first job still pending from the scan's start
 	-- (of any kind but noop: other workers may run other kinds), else the
 	-- job just claimed, else where the scan started.
@@ -252,6 +293,10 @@ BEGIN
 		last_p := from_p; last_c := from_c; last_i := from_i;
 	END IF;
 
+	-- Only with the position row and the position lock, as in claim_job.
+	IF NOT have_row OR NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
+		RETURN n;
+	END IF;
 	-- The new position, as in claim_job: the first pending noop from the
 	-- scan's start (one locked by another worker's batch counts), else the
 	-- last one completed, else the start.
@@ -264,11 +309,9 @@ BEGIN
 	IF NOT FOUND THEN
 		next_p := last_p; next_c := last_c; next_i := last_i;
 	END IF;
-	-- (Holding the row, nobody moved it since we read it: a job made pending
-	-- before it meanwhile waits in the ready trigger for our commit, then
-	-- moves it back.)
-	IF have_row AND (full_scan OR (next_p, next_c, next_i) IS DISTINCT FROM
-	                               (pos.neg_priority, pos.created_at, pos.id)) THEN
+	-- (Holding the row, nobody moved it since we read it.)
+	IF full_scan OR (next_p, next_c, next_i) IS DISTINCT FROM
+	                (pos.neg_priority, pos.created_at, pos.id) THEN
 		UPDATE importer.claim_cursor c
 		   SET neg_priority = next_p, created_at = next_c, id = next_i,
 		       full_scan_at = CASE WHEN full_scan

@@ -50,6 +50,15 @@ static void add_job(const char *id, const char *kind, const char *user, int prio
 	              id, user, kind, priority, age_s);
 }
 
+/* A pending job of USER_A inserted on c, created age_s seconds ago. */
+static void add_job_on(PGconn *c, const char *id, const char *kind, int age_s)
+{
+	test_db_execf(c,
+	              "INSERT INTO importer.import_jobs (id, user_id, kind, created_at) "
+	              "VALUES ('%s', '" USER_A "', '%s', now() - make_interval(secs => %d))",
+	              id, kind, age_s);
+}
+
 /* The id claim_job returns, or "none". */
 static char *claim(void)
 {
@@ -153,12 +162,84 @@ START_TEST(a_job_not_due_or_at_the_fairness_cap_is_claimed_once_it_can_be)
 }
 END_TEST
 
+/* Two submits commit out of their created_at order: the later job is
+ * claimed while the earlier one is not yet committed, and the claim moves
+ * the position past it. Once it commits it is claimed at once, not at the
+ * next full scan. */
+START_TEST(a_job_committed_after_a_later_one_was_claimed_is_claimed_next)
+{
+	PGconn *early = test_db_connect(DB);
+
+	test_db_execf(early, "BEGIN");
+	test_db_execf(early, "INSERT INTO importer.import_jobs (id, user_id, kind) "
+	                     "VALUES ('" J(01) "', '" USER_A "', 'csv')");
+	add_job(J(02), "csv", USER_B, 0, 0);
+	expect_claim(J(02));
+	test_db_execf(early, "COMMIT");
+	test_db_expectf(conn, J(01),
+	                "SELECT id FROM importer.import_jobs ORDER BY created_at LIMIT 1");
+	expect_claim(J(01));
+	PQfinish(early);
+}
+END_TEST
+
+/* The same race inside the commit: the ready trigger has run (made to run
+ * early here, as if the claim came between it and the end of the commit)
+ * and the later job is claimed before the commit ends. The claim must not
+ * move the position past the committing job. */
+START_TEST(a_claim_during_a_commit_leaves_the_position_before_the_committing_job)
+{
+	PGconn *early = test_db_connect(DB);
+
+	test_db_execf(early, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
+	test_db_execf(early, "INSERT INTO importer.import_jobs (id, user_id, kind) "
+	                     "VALUES ('" J(01) "', '" USER_A "', 'csv')");
+	add_job(J(02), "csv", USER_B, 0, 0);
+	expect_claim(J(02));
+	test_db_execf(early, "COMMIT");
+	expect_claim(J(01));
+	PQfinish(early);
+}
+END_TEST
+
+/* Two transactions each move both positions back, in opposite orders: one
+ * waits for the other; neither fails with a deadlock. */
+START_TEST(moving_both_positions_back_in_opposite_orders_does_not_deadlock)
+{
+	PGconn *t1 = test_db_connect(DB), *t2 = test_db_connect(DB);
+	PGresult *res;
+
+	add_job(J(01), "csv", USER_A, 0, 0);
+	add_job(J(02), "noop", USER_A, 0, 0);
+	expect_claim(J(01));
+	test_db_expectf(conn, "1", "SELECT importer.complete_noops('w', 10)");
+	/* Both positions are now at j01 / j02; the jobs below sort before. */
+	test_db_execf(t1, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
+	test_db_execf(t2, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
+	add_job_on(t1, J(03), "noop", 60);
+	ck_assert(PQsendQuery(t2, "INSERT INTO importer.import_jobs (id, user_id, kind, created_at) "
+	                          "VALUES ('" J(04) "', '" USER_B "', 'csv', now() - interval '50 s'); "
+	                          "INSERT INTO importer.import_jobs (id, user_id, kind, created_at) "
+	                          "VALUES ('" J(05) "', '" USER_B "', 'noop', now() - interval '50 s')"));
+	add_job_on(t1, J(06), "csv", 60);
+	test_db_execf(t1, "COMMIT");
+	while ((res = PQgetResult(t2)) != NULL) {
+		ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	test_db_execf(t2, "COMMIT");
+	expect_claim(J(06));
+	PQfinish(t1);
+	PQfinish(t2);
+}
+END_TEST
+
 START_TEST(a_job_the_position_passed_is_found_by_the_periodic_full_scan)
 {
 	add_job(J(01), "csv", USER_A, 0, 50);
 	add_job(J(02), "csv", USER_B, 0, 40);
-	/* What a submit racing a claim can leave: the position past a pending
-	 * job (see sql/0011_keyset_claims.sql). */
+	/* What no trigger reports can leave (see sql/0011_keyset_claims.sql):
+	 * the position past a pending job. */
 	test_db_execf(conn, "UPDATE importer.claim_cursor c SET neg_priority = 0, "
 	                    "created_at = j.created_at, id = j.id "
 	                    "FROM importer.import_jobs j WHERE c.queue = 'import' AND j.id = '" J(02)
@@ -217,6 +298,9 @@ int main(void)
 	tcase_add_test(tc, claims_go_by_priority_then_age_across_the_whole_int_range);
 	tcase_add_test(tc, a_job_made_pending_before_the_position_is_claimed_next);
 	tcase_add_test(tc, a_job_not_due_or_at_the_fairness_cap_is_claimed_once_it_can_be);
+	tcase_add_test(tc, a_job_committed_after_a_later_one_was_claimed_is_claimed_next);
+	tcase_add_test(tc, a_claim_during_a_commit_leaves_the_position_before_the_committing_job);
+	tcase_add_test(tc, moving_both_positions_back_in_opposite_orders_does_not_deadlock);
 	tcase_add_test(tc, a_job_the_position_passed_is_found_by_the_periodic_full_scan);
 	tcase_add_test(tc, complete_noops_still_takes_every_due_noop_by_priority_then_age);
 	suite_add_tcase(s, tc);
