@@ -90,7 +90,8 @@ const char SQL_SSE_GLOBAL[] =
 	" ('pending','processing','paused') OR j.id IN (SELECT x.id FROM importer.import_jobs x"
 	" WHERE x.user_id = importer.current_user_id() ORDER BY x.created_at DESC LIMIT 20))"
 	" ORDER BY j.created_at, j.id";
-const char SQL_SSE_JOBS[] =
-	"SELECT " JOB_COLS ", j.id::text FROM importer.import_jobs j WHERE j.id = ANY($1::uuid[])";
-const char SQL_SSE_LOGS[] = "SELECT l.id, " LOG_JSON " FROM importer.import_logs l"
-			    " WHERE l.job_id = $1::uuid AND l.id > $2::bigint ORDER BY l.id LIMIT 500";
+/* The two reads behind every live event: PL/pgSQL functions whose plans the
+ * session keeps (sql/0011_sse_plan_caching.sql; same columns as JOB_COLS + the
+ * id, and as LOG_JSON). */
+const char SQL_SSE_JOBS[] = "SELECT job, seq, status, id FROM importer.sse_jobs($1::uuid[])";
+const char SQL_SSE_LOGS[] = "SELECT id, line FROM importer.sse_logs($1::uuid, $2::bigint)";

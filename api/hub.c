@@ -595,6 +595,18 @@ static void schedule_flush(struct hub *hub);
 static void request_snapshot(struct sub *s);
 static void snap_pump(struct hub *hub);
 
+/* Puts u on the dirty list (flush_cb reads only users on it) and schedules
+ * the flush. */
+static void flush_user_soon(struct hub *hub, struct user *u)
+{
+	if (!u->on_dirty_list) {
+		u->on_dirty_list = true;
+		u->dnext = hub->dirty_head;
+		hub->dirty_head = u;
+	}
+	schedule_flush(hub);
+}
+
 static void mark_dirty(struct hub *hub, struct user *u, const char *job, bool job_changed,
 		       bool log_written)
 {
@@ -619,12 +631,7 @@ static void mark_dirty(struct hub *hub, struct user *u, const char *job, bool jo
 	}
 	u->dirty[i].job_changed |= job_changed;
 	u->dirty[i].log_written |= log_written;
-	if (!u->on_dirty_list) {
-		u->on_dirty_list = true;
-		u->dnext = hub->dirty_head;
-		hub->dirty_head = u;
-	}
-	schedule_flush(hub);
+	flush_user_soon(hub, u);
 }
 
 static struct hq *hq_new(struct hub *hub, struct user *u, struct sub *s, const char *job,
@@ -765,8 +772,12 @@ static void refresh_done_cb(const struct pgpool_result *r, void *arg)
 	} else if (r->res == NULL) {
 		log_warn("sse.refresh_failed", LF_STR("error", r->message));
 	}
+	/* Changes heard of while this query ran (kept by flush_user for
+	 * ordering): flush_cb took u off the dirty list, so put it back, or they
+	 * would wait for the user's next notification (seen as a completion
+	 * delivered with the next job's events, or never). */
 	if (u->ndirty > 0)
-		schedule_flush(q->hub);
+		flush_user_soon(q->hub, u);
 	hq_free(q);
 }
 

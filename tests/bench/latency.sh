@@ -4,10 +4,12 @@
 #   - enqueue -> claimed: `started_at - created_at` of no-op jobs, both by
 #     the database clock (created_at is the submitting transaction's start,
 #     so the submit itself counts against us);
-#   - worker commit -> SSE: the gap between a job's `completed_at` and the
-#     moment a client on GET /api/events reads that `event: job`
-#     (sse_latency.py, same host and clock; completed_at is the start of the
-#     worker's transaction, so its statement counts against us too).
+#   - worker commit -> SSE: the gap between the commit of the worker
+#     transaction that completed a job (pg_xact_commit_timestamp(xmin) of the
+#     row, track_commit_timestamp = on) and the moment a client on
+#     GET /api/events reads that `event: job` (sse_latency.py, same host and
+#     clock); also, stricter, from `completed_at` (the start of the worker's
+#     transaction, so its statements count against us too).
 # Jobs are submitted one at a time by one psql session (a DO block that
 # commits each submit), 10 ms apart, so the fleet is idle when each arrives.
 # Side by side, in every run: Graphile Worker (default configuration, two
@@ -79,6 +81,39 @@ record_hops() {
 		record "hop: $hop p50" "$(percentile "$TMP/hop.txt" 50)" ms
 		record "hop: $hop p99" "$(percentile "$TMP/hop.txt" 99)" ms
 	done
+}
+
+[ "$(psql_admin -c 'SHOW track_commit_timestamp')" = on ] ||
+	bench_die "track_commit_timestamp is off (BENCH_PG_SETTINGS turns it on): commit → SSE needs it"
+
+# record_sse: commit → SSE of the run, from the lines of sse_latency.py (job
+# id, event id, time read). The start is the commit of the transaction that
+# wrote the completed row version: pg_xact_commit_timestamp(xmin) of the row,
+# checked to be the version the client got (its seq is the event's id, and
+# every change but a heartbeat takes a new seq; no heartbeat follows a
+# completion). Beside it, the stricter figure from completed_at (now() of the
+# worker's transaction: its statements and its commit count against us).
+record_sse() {
+	local bad
+	psql_admin -c 'CREATE TABLE IF NOT EXISTS public.bench_sse (job_id uuid, seq bigint, read_at float8)' \
+		-c 'TRUNCATE public.bench_sse' -c "\\copy public.bench_sse FROM '$TMP/sse.txt'" >/dev/null
+	bad=$(psql_admin -c "SELECT count(*) FROM public.bench_sse s
+	                     LEFT JOIN importer.import_jobs j ON j.id = s.job_id
+	                     WHERE j.seq IS DISTINCT FROM s.seq OR pg_xact_commit_timestamp(j.xmin) IS NULL
+	                        OR pg_xact_commit_timestamp(j.xmin) < j.completed_at")
+	[ "$bad" = 0 ] || bench_die "$bad completed jobs whose row changed after the event (or have no commit timestamp)"
+	psql_admin -c "SELECT round(((s.read_at - extract(epoch FROM pg_xact_commit_timestamp(j.xmin))) * 1000)::numeric, 3)
+	               FROM public.bench_sse s JOIN importer.import_jobs j ON j.id = s.job_id" >"$TMP/sse-commit.txt"
+	psql_admin -c "SELECT round(((s.read_at - extract(epoch FROM j.completed_at)) * 1000)::numeric, 3)
+	               FROM public.bench_sse s JOIN importer.import_jobs j ON j.id = s.job_id" >"$TMP/sse-start.txt"
+	psql_admin -c "SELECT round(extract(epoch FROM pg_xact_commit_timestamp(j.xmin) - j.completed_at)::numeric * 1000, 3)
+	               FROM public.bench_sse s JOIN importer.import_jobs j ON j.id = s.job_id" >"$TMP/sse-hop.txt"
+	record "worker commit → SSE client p50" "$(percentile "$TMP/sse-commit.txt" 50)" ms
+	record "worker commit → SSE client p99" "$(percentile "$TMP/sse-commit.txt" 99)" ms
+	record "worker transaction start → SSE client p50" "$(percentile "$TMP/sse-start.txt" 50)" ms
+	record "worker transaction start → SSE client p99" "$(percentile "$TMP/sse-start.txt" 99)" ms
+	record "hop: worker transaction start → its commit p50" "$(percentile "$TMP/sse-hop.txt" 50)" ms
+	record "hop: worker transaction start → its commit p99" "$(percentile "$TMP/sse-hop.txt" 99)" ms
 }
 
 if [ "$GRAPHILE" = 1 ]; then
@@ -159,8 +194,7 @@ for ((run = 1; run <= RUNS; run++)); do
 	               FROM importer.import_jobs WHERE kind = 'noop'" >"$TMP/claim.txt"
 	record "enqueue → claimed p50" "$(percentile "$TMP/claim.txt" 50)" ms
 	record "enqueue → claimed p99" "$(percentile "$TMP/claim.txt" 99)" ms
-	record "worker commit → SSE client p50" "$(percentile "$TMP/sse.txt" 50)" ms
-	record "worker commit → SSE client p99" "$(percentile "$TMP/sse.txt" 99)" ms
+	record_sse
 	record_hops
 	[ "$GRAPHILE" != 1 ] || graphile_run
 done
@@ -171,8 +205,12 @@ done
 	printf '(a `DO` block committing each `importer.submit_job`), 2 idle workers, one gateway\n'
 	printf 'with one SSE client on `GET /api/events`. Enqueue → claimed is `started_at -\n'
 	printf 'created_at` (database clock; it includes the submitting transaction). Commit →\n'
-	printf 'SSE is the time the client reads the `completed` event minus `completed_at` (the\n'
-	printf 'worker transaction'"'"'s start). Per-run percentiles; the table shows their median.\n'
+	printf 'SSE is the time the client reads the `completed` event minus the commit time of\n'
+	printf 'the worker transaction that wrote the completed row (`pg_xact_commit_timestamp(xmin)`,\n'
+	printf '`track_commit_timestamp = on`); the stricter "worker transaction start → SSE"\n'
+	printf 'starts at `completed_at` (that transaction'"'"'s `now()`), and its hop "worker\n'
+	printf 'transaction start → its commit" is the difference of the two starts.\n'
+	printf 'Per-run percentiles; the table shows their median.\n'
 	printf 'The hops split enqueue → claimed by the submitting session'"'"'s clock: its own work\n'
 	printf '(transaction start to the call'"'"'s return), its `COMMIT` (WAL flush, then the NOTIFY\n'
 	printf 'signals), and from `COMMIT` returning to the claiming statement'"'"'s start (may be\n'

@@ -125,6 +125,8 @@ BENCH_PG_SETTINGS=(
 	"max_connections=400"
 	"shared_preload_libraries=pg_stat_statements"
 	"track_io_timing=on"
+	# latency.sh: commit -> SSE starts at pg_xact_commit_timestamp(xmin)
+	"track_commit_timestamp=on"
 )
 
 # Starts the throwaway cluster in $1 (a directory) on a free port, with the

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""sse_latency.py -- how long after a worker commits does an SSE client see it.
+"""sse_latency.py -- when does an SSE client see a job's completion.
 
 Usage: sse_latency.py URL TOKEN JOBS OUT TIMEOUT_S READY_FILE
 
 Opens URL (the gateway's GET /api/events) with the bearer TOKEN, creates
 READY_FILE once the stream answered 200, then, for each `event: job` whose job
-is `completed` and not seen before, writes to OUT the delay in milliseconds
-between the job's `completed_at` (set by the worker's transaction; same host,
-same clock) and the moment the event's data line was read. Stops after JOBS
-such events or TIMEOUT_S seconds (exit 1 then).
+is `completed` and not seen before, writes to OUT one tab-separated line:
+the job id, the event's id (the row's seq), and the moment (Unix epoch
+seconds, this host's clock = the database's) the event's data line was read.
+latency.sh turns them into delays from the database's own timestamps of the
+row. Stops after JOBS such events or TIMEOUT_S seconds (exit 1 then).
 """
-import datetime
 import json
 import sys
 import time
@@ -27,11 +27,11 @@ def main():
         sys.exit(f"sse_latency.py: HTTP {resp.status}")
     open(ready, "w").close()
     seen = set()
-    delays = []
-    event = None
-    while len(delays) < jobs:
+    got = []
+    event = event_id = None
+    while len(got) < jobs:
         if time.time() > deadline:
-            sys.exit(f"sse_latency.py: {len(delays)} of {jobs} completions after {timeout} s")
+            sys.exit(f"sse_latency.py: {len(got)} of {jobs} completions after {timeout} s")
         line = resp.readline()
         now = time.time()
         if not line:
@@ -39,17 +39,20 @@ def main():
         line = line.decode().rstrip("\r\n")
         if line.startswith("event:"):
             event = line[6:].strip()
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
         elif line.startswith("data:") and event == "job":
             job = json.loads(line[5:])
-            if job.get("status") == "completed" and job.get("completed_at") and job["id"] not in seen:
+            if job.get("status") == "completed" and job["id"] not in seen:
+                if event_id is None:
+                    sys.exit(f"sse_latency.py: job event without an id: {line}")
                 seen.add(job["id"])
-                done = datetime.datetime.fromisoformat(job["completed_at"]).timestamp()
-                delays.append((now - done) * 1000.0)
+                got.append((job["id"], event_id, now))
         elif line == "":
-            event = None
+            event = event_id = None
     with open(out, "w", encoding="utf-8") as f:
-        for d in delays:
-            f.write(f"{d:.3f}\n")
+        for job_id, seq, now in got:
+            f.write(f"{job_id}\t{seq}\t{now:.6f}\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_sql.h"
 #include "test_db.h"
 
 #define DB     TEST_DB_NAME
@@ -683,6 +684,75 @@ START_TEST(every_state_and_operation_behaves_as_designed)
 }
 END_TEST
 
+/* Runs one of the gateway's statements (api_sql.h) with text parameters. */
+static PGresult *exec_api(const char *sql, int n, const char *const *params)
+{
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s\n-- %s", sql,
+	              PQresultErrorMessage(res));
+	return res;
+}
+
+/* The SSE reads run through PL/pgSQL functions (sql/0011) whose job JSON must
+ * be the one every other route sends, in every state, and whose log lines
+ * must be those of GET /api/jobs/{id}/logs; row-level security applies. */
+START_TEST(sse_reads_match_the_routes_and_respect_rls)
+{
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		char id[ID_LEN], ids[ID_LEN + 2];
+		const char *one[] = {id};
+		const char *arr[] = {ids};
+		const char *logs[] = {id, "0", "500"};
+		PGresult *want, *got;
+
+		new_job(id, USER_A, states[i].name);
+		test_db_execf(conn,
+		              "UPDATE importer.import_jobs SET error_details = '{\"row\": 3}', "
+		              "current_step = 'step', eta_seconds = 7 WHERE id = '%s'", id);
+		test_db_execf(conn,
+		              "INSERT INTO importer.import_logs (job_id, user_id, level, event, message, "
+		              "details) SELECT id, user_id, l, 'e.' || l, 'line ' || l, "
+		              "jsonb_build_object('l', l) FROM importer.import_jobs, "
+		              "unnest(ARRAY['info', 'warn', 'error']) l WHERE id = '%s'", id);
+		snprintf(ids, sizeof(ids), "{%s}", id);
+		PQclear(test_db_exec(conn, "SET TimeZone = 'UTC'"));
+		act_as(conn, "importer_api", USER_A);
+
+		want = exec_api(SQL_JOB_GET, 1, one);
+		got = exec_api(SQL_SSE_JOBS, 1, arr);
+		ck_assert_int_eq(PQntuples(want), 1);
+		ck_assert_int_eq(PQntuples(got), 1);
+		for (int c = 0; c < 3; c++) /* job JSON, seq, status */
+			ck_assert_str_eq(PQgetvalue(got, 0, c), PQgetvalue(want, 0, c));
+		ck_assert_str_eq(PQgetvalue(got, 0, 3), id);
+		PQclear(want);
+		PQclear(got);
+
+		want = exec_api(SQL_JOB_LOGS, 3, logs);
+		got = exec_api(SQL_SSE_LOGS, 2, logs);
+		ck_assert_int_ge(PQntuples(got), 3); /* and lifecycle lines */
+		ck_assert_int_eq(PQntuples(want), PQntuples(got));
+		for (int r = 0; r < PQntuples(got); r++) {
+			ck_assert_str_eq(PQgetvalue(got, r, 0), PQgetvalue(want, r, 1));
+			ck_assert_str_eq(PQgetvalue(got, r, 1), PQgetvalue(want, r, 2));
+		}
+		PQclear(want);
+		PQclear(got);
+
+		/* Another user sees neither the job nor its lines. */
+		act_as(conn, "importer_api", USER_B);
+		got = exec_api(SQL_SSE_JOBS, 1, arr);
+		ck_assert_int_eq(PQntuples(got), 0);
+		PQclear(got);
+		got = exec_api(SQL_SSE_LOGS, 2, logs);
+		ck_assert_int_eq(PQntuples(got), 0);
+		PQclear(got);
+		act_as_superuser(conn);
+	}
+}
+END_TEST
+
 START_TEST(clear_jobs_deletes_only_the_callers_finished_jobs)
 {
 	const char *const mine[] = {"completed", "completed", "failed",
@@ -732,6 +802,7 @@ int main(void)
 	tcase_add_test(tc, retry_respects_the_active_job_limit);
 	tcase_add_loop_test(tc, every_state_and_operation_behaves_as_designed, 0, N_CELLS);
 	tcase_add_test(tc, clear_jobs_deletes_only_the_callers_finished_jobs);
+	tcase_add_test(tc, sse_reads_match_the_routes_and_respect_rls);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }

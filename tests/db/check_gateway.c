@@ -1480,6 +1480,75 @@ START_TEST(sigterm_drains_requests_and_ends_streams)
 }
 END_TEST
 
+/* importer_notifications_received_total from /metrics. */
+static long notifications(void)
+{
+	struct resp r;
+	const char *p;
+
+	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
+	p = strstr(r.body, "\nimporter_notifications_received_total ");
+	ck_assert_ptr_nonnull(p);
+	return atol(p + strlen("\nimporter_notifications_received_total "));
+}
+
+/* Waits until the gateway has received want notifications in all. */
+static void wait_notifications(long want)
+{
+	long t0 = now_ms(), got;
+
+	while ((got = notifications()) < want && now_ms() - t0 < 5000)
+		poll(NULL, 0, 10);
+	ck_assert_int_ge(got, want);
+}
+
+/* A user has one refresh query at a time (states in commit order): a change
+ * heard of while it waits goes out as soon as it is answered, not only at the
+ * user's next notification (there may be none). */
+START_TEST(change_heard_during_a_refresh_follows_it)
+{
+	static char buf[1 << 16];
+	char j1[64], j2[64], b1buf[8192], b2buf[8192];
+	size_t len = 0, b1len = 0, b2len = 0;
+	PGconn *lock;
+	long n0;
+	int fd, b1, b2;
+
+	start_gateway();
+	submit_csv(j1, sizeof(j1));
+	submit_csv(j2, sizeof(j2));
+	fd = open_sse("/api/events", tok_a, NULL);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, j1, 5000), "%s", buf);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, j2, 5000), "%s", buf);
+	/* Both pool connections wait on a lock, so the refresh queries queue. */
+	lock = test_db_connect(DB);
+	PQclear(test_db_exec(lock, "BEGIN; LOCK TABLE importer.records IN ACCESS EXCLUSIVE MODE"));
+	b1 = send_req("GET", "/api/records", tok_b, NULL, NULL, 0);
+	b2 = send_req("GET", "/api/records", tok_b, NULL, NULL, 0);
+	wait_lock_waiters(2);
+	n0 = notifications();
+	/* The first change's refresh is queued, the second arrives meanwhile. */
+	sql("UPDATE importer.import_jobs SET current_step = 'one' WHERE id = '%s'", j1);
+	wait_notifications(n0 + 1);
+	sql("UPDATE importer.import_jobs SET current_step = 'two' WHERE id = '%s'", j2);
+	wait_notifications(n0 + 2);
+	PQclear(test_db_exec(lock, "ROLLBACK"));
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"current_step\" : \"one\"", 5000),
+	              "%s", buf);
+	ck_assert_msg(read_until(fd, buf, sizeof(buf), &len, "\"current_step\" : \"two\"", 5000),
+	              "the change heard of during the refresh never came: %s",
+	              buf + (len > 1000 ? len - 1000 : 0));
+	ck_assert_msg(read_until(b1, b1buf, sizeof(b1buf), &b1len, NULL, 5000), "no answer");
+	ck_assert_msg(read_until(b2, b2buf, sizeof(b2buf), &b2len, NULL, 5000), "no answer");
+	ck_assert_msg(strstr(b1buf, " 200 ") != NULL, "%s", b1buf);
+	PQfinish(lock);
+	close(b1);
+	close(b2);
+	close(fd);
+	stop_gateway();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("gateway");
@@ -1500,6 +1569,7 @@ int main(void)
 	tcase_add_test(tc, stalled_client_closed_during_log_delivery);
 	tcase_add_test(tc, job_stream_sends_final_log_lines_before_end);
 	tcase_add_test(tc, sigterm_drains_requests_and_ends_streams);
+	tcase_add_test(tc, change_heard_during_a_refresh_follows_it);
 	tcase_add_test(tc, held_wait_requests_are_capped_per_user);
 	tcase_add_test(tc, database_host_names_are_resolved_without_blocking_the_loop);
 	suite_add_tcase(s, tc);
