@@ -91,7 +91,7 @@ const char SQL_SSE_GLOBAL[] =
 	" WHERE x.user_id = importer.current_user_id() ORDER BY x.created_at DESC LIMIT 20))"
 	" ORDER BY j.created_at, j.id";
 /* The two reads behind every live event: PL/pgSQL functions whose plans the
- * session keeps (sql/0011_sse_plan_caching.sql; same columns as JOB_COLS + the
+ * session keeps (sql/0012_sse_plan_caching.sql; same columns as JOB_COLS + the
  * id, and as LOG_JSON). */
 const char SQL_SSE_JOBS[] = "SELECT job, seq, status, id FROM importer.sse_jobs($1::uuid[])";
 const char SQL_SSE_LOGS[] = "SELECT id, line FROM importer.sse_logs($1::uuid, $2::bigint)";

@@ -694,7 +694,7 @@ static PGresult *exec_api(const char *sql, int n, const char *const *params)
 	return res;
 }
 
-/* The SSE reads run through PL/pgSQL functions (sql/0011) whose job JSON must
+/* The SSE reads run through PL/pgSQL functions (sql/0012) whose job JSON must
  * be the one every other route sends, in every state, and whose log lines
  * must be those of GET /api/jobs/{id}/logs; row-level security applies. */
 START_TEST(sse_reads_match_the_routes_and_respect_rls)

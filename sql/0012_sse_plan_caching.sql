@@ -1,4 +1,4 @@
--- 0011_sse_plan_caching.sql -- the gateway's live SSE reads, as PL/pgSQL.
+-- 0012_sse_plan_caching.sql -- the gateway's live SSE reads, as PL/pgSQL.
 --
 -- Every change a stream carries costs the gateway one read of the job rows
 -- (and, for streams that follow a job's log, one of its new log lines). Sent
