@@ -134,11 +134,17 @@ CREATE CONSTRAINT TRIGGER ready_update AFTER UPDATE ON importer.import_jobs
 
 -- Same claim as 0005 (fleet-wide lock, kinds, due, fairness, priority, age),
 -- scanning from the import queue's position. Returns the claimed job or none.
--- No bitmap scans in either claim function: from a position the planner
--- expects few rows and chose a bitmap heap scan of every pending job of the
--- queue, filtered (the fairness count for each) and sorted, for LIMIT 1
--- (5,000 buffers a claim with 300 pending); the index scan in claim order
--- stops at the first job that passes.
+-- Both claim functions must scan their claim index in claim order, which
+-- stops at the first jobs that pass; the alternatives read and sort every
+-- pending job of the queue for a LIMIT. No bitmap scans: from a position the
+-- planner expected few rows and chose a bitmap heap scan, filtered (the
+-- fairness count for each) and sorted (5,000 buffers a claim with 300
+-- pending). And the due time is tested as an expression (run_after + 0 s),
+-- which no index serves: with the statistics of an empty table (a bulk
+-- submit into an idle queue, before autovacuum analyzes it) the planner
+-- chose import_jobs_due_idx (run_after <= now()) and sorted all 20,000
+-- pending noops for each batch of 200 (30 ms a call instead of under 1 ms;
+-- found by the queue benchmark, whose throughput fell by half).
 CREATE OR REPLACE FUNCTION importer.claim_job(p_worker text, p_kinds text[]) RETURNS SETOF importer.import_jobs
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, importer, pg_temp
@@ -170,7 +176,7 @@ BEGIN
 		FROM importer.import_jobs j
 		WHERE j.status = 'pending' AND j.kind = ANY (p_kinds) AND j.kind <> 'noop'
 		  AND (-j.priority::bigint, j.created_at, j.id) >= (from_p, from_c, from_i)
-		  AND j.run_after <= now()
+		  AND j.run_after + interval '0 s' <= now() -- not an index condition (see above)
 		  AND (SELECT count(*) FROM importer.import_jobs r
 		       WHERE r.user_id = j.user_id AND r.status = 'processing')
 		      < coalesce(importer.setting_int('max_running_per_user', j.user_id), 2)
@@ -271,7 +277,7 @@ BEGIN
 		FROM importer.import_jobs j
 		WHERE j.status = 'pending' AND j.kind = 'noop'
 		  AND (-j.priority::bigint, j.created_at, j.id) >= (from_p, from_c, from_i)
-		  AND j.run_after <= now()
+		  AND j.run_after + interval '0 s' <= now() -- not an index condition (see above)
 		ORDER BY -j.priority::bigint, j.created_at, j.id
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED),

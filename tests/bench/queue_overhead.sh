@@ -84,10 +84,20 @@ measure() {
 }
 
 cleanup_queues() {
+	local i
 	psql_admin -c "DELETE FROM importer.import_jobs WHERE kind = 'noop'" >/dev/null
 	psql -X -q -v ON_ERROR_STOP=1 "$REF_URL" -c "DELETE FROM pgboss.job" \
 		-c "DELETE FROM graphile_worker._private_jobs" -c 'VACUUM ANALYZE' >/dev/null
-	psql_admin -c 'VACUUM ANALYZE importer.import_jobs' >/dev/null
+	psql_admin -c 'VACUUM ANALYZE importer.import_jobs' -c 'CHECKPOINT' >/dev/null
+	# Each system's measurement starts on a cluster at rest: no autovacuum
+	# left over from the previous one (pg-boss archives every job it
+	# completes, so its tables keep growing) taking one of the two cores.
+	for ((i = 0; i < 600; i++)); do
+		[ "$(psql_admin -c "SELECT count(*) FROM pg_stat_activity
+		                    WHERE backend_type = 'autovacuum worker'")" != 0 ] || return 0
+		sleep 0.1
+	done
+	bench_say "autovacuum still running after 60 s; measuring anyway"
 }
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -117,7 +127,9 @@ case " $PROCS " in *" 4 "*) ;; *) headline_n=${PROCS##* } ;; esac
 	printf 'performance page: `localQueue: { size: 500 }`, `completeJobBatchDelay: 0`,\n'
 	printf '`failJobBatchDelay: 0`) and pg-boss %s (`work` with `batchSize: 1000`, `pollingIntervalSeconds: 0.5`, its minimum) run in\n' "$PGBOSS_VERSION"
 	printf 'their own database on the same cluster. importer-worker claims and completes\n'
-	printf 'no-op jobs in batches (`importer.complete_noops`).\n\n'
+	printf 'no-op jobs in batches (`importer.complete_noops`). Before every measurement the\n'
+	printf 'queues are emptied and vacuumed, a `CHECKPOINT` runs, and the script waits until\n'
+	printf 'no autovacuum worker is running (the systems take turns on the same cluster).\n\n'
 	python3 "$BENCH_LIB_DIR/summarize.py" "$RAW" --bench queue --headline "$OUT/headline.tsv" \
 		--target "queue, $headline_n workers ÷ Graphile default|importer-worker, $headline_n processes|Graphile Worker default, $headline_n processes|>=|2.0" \
 		--target "queue, $headline_n workers ÷ Graphile tuned|importer-worker, $headline_n processes|Graphile Worker tuned, $headline_n processes|>=|1.0" \
