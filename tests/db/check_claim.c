@@ -3,6 +3,7 @@
  * due jobs of owners below the fairness cap: a job before the position, or
  * one the position had to stop at, is not skipped. */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,14 +164,16 @@ START_TEST(a_job_not_due_or_at_the_fairness_cap_is_claimed_once_it_can_be)
 END_TEST
 
 /* Two submits commit out of their created_at order: the later job is
- * claimed while the earlier one is not yet committed, and the claim moves
- * the position past it. Once it commits it is claimed at once, not at the
- * next full scan. */
-START_TEST(a_job_committed_after_a_later_one_was_claimed_is_claimed_next)
+ * claimed while the earlier one's transaction is still open (its ready
+ * trigger deferred to its commit, or, with immediate, already run, as if the
+ * claim came between the trigger and the end of the commit), and the claim
+ * sees no job before the later one. Once the earlier one commits it must be
+ * claimed at once, not at the next full scan. */
+static void claim_during_an_earlier_submit(bool immediate)
 {
 	PGconn *early = test_db_connect(DB);
 
-	test_db_execf(early, "BEGIN");
+	test_db_execf(early, immediate ? "BEGIN; SET CONSTRAINTS ALL IMMEDIATE" : "BEGIN");
 	test_db_execf(early, "INSERT INTO importer.import_jobs (id, user_id, kind) "
 	                     "VALUES ('" J(01) "', '" USER_A "', 'csv')");
 	add_job(J(02), "csv", USER_B, 0, 0);
@@ -181,24 +184,16 @@ START_TEST(a_job_committed_after_a_later_one_was_claimed_is_claimed_next)
 	expect_claim(J(01));
 	PQfinish(early);
 }
+
+START_TEST(a_job_committed_after_a_later_one_was_claimed_is_claimed_next)
+{
+	claim_during_an_earlier_submit(false);
+}
 END_TEST
 
-/* The same race inside the commit: the ready trigger has run (made to run
- * early here, as if the claim came between it and the end of the commit)
- * and the later job is claimed before the commit ends. The claim must not
- * move the position past the committing job. */
 START_TEST(a_claim_during_a_commit_leaves_the_position_before_the_committing_job)
 {
-	PGconn *early = test_db_connect(DB);
-
-	test_db_execf(early, "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
-	test_db_execf(early, "INSERT INTO importer.import_jobs (id, user_id, kind) "
-	                     "VALUES ('" J(01) "', '" USER_A "', 'csv')");
-	add_job(J(02), "csv", USER_B, 0, 0);
-	expect_claim(J(02));
-	test_db_execf(early, "COMMIT");
-	expect_claim(J(01));
-	PQfinish(early);
+	claim_during_an_earlier_submit(true);
 }
 END_TEST
 

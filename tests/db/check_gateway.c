@@ -994,16 +994,23 @@ static bool read_until_at(int fd, char *buf, size_t cap, size_t *len, size_t fro
 	}
 }
 
-/* importer_sse_events_dropped_total from /metrics. */
-static long dropped_events(void)
+/* The value of counter name (no labels) from /metrics. */
+static long metric(const char *name)
 {
+	char needle[128];
 	struct resp r;
 	const char *p;
 
+	snprintf(needle, sizeof(needle), "\n%s ", name);
 	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
-	p = strstr(r.body, "\nimporter_sse_events_dropped_total ");
-	ck_assert_ptr_nonnull(p);
-	return atol(p + strlen("\nimporter_sse_events_dropped_total "));
+	p = strstr(r.body, needle);
+	ck_assert_msg(p != NULL, "no %s in /metrics", name);
+	return atol(p + strlen(needle));
+}
+
+static long dropped_events(void)
+{
+	return metric("importer_sse_events_dropped_total");
 }
 
 /* importer_wait_requests_open from /metrics. */
@@ -1480,16 +1487,9 @@ START_TEST(sigterm_drains_requests_and_ends_streams)
 }
 END_TEST
 
-/* importer_notifications_received_total from /metrics. */
 static long notifications(void)
 {
-	struct resp r;
-	const char *p;
-
-	EXPECT(&r, 200, "GET", "/metrics", NULL, NULL, NULL, 0);
-	p = strstr(r.body, "\nimporter_notifications_received_total ");
-	ck_assert_ptr_nonnull(p);
-	return atol(p + strlen("\nimporter_notifications_received_total "));
+	return metric("importer_notifications_received_total");
 }
 
 /* Waits until the gateway has received want notifications in all. */
