@@ -139,12 +139,16 @@ CREATE CONSTRAINT TRIGGER ready_update AFTER UPDATE ON importer.import_jobs
 -- pending job of the queue for a LIMIT. No bitmap scans: from a position the
 -- planner expected few rows and chose a bitmap heap scan, filtered (the
 -- fairness count for each) and sorted (5,000 buffers a claim with 300
--- pending). And the due time is tested as an expression (run_after + 0 s),
--- which no index serves: with the statistics of an empty table (a bulk
--- submit into an idle queue, before autovacuum analyzes it) the planner
--- chose import_jobs_due_idx (run_after <= now()) and sorted all 20,000
--- pending noops for each batch of 200 (30 ms a call instead of under 1 ms;
--- found by the queue benchmark, whose throughput fell by half).
+-- pending). And in complete_noops the due time is tested as an expression
+-- (run_after + 0 s), which no index serves: with the statistics of an empty
+-- table (a bulk submit into an idle queue, before autovacuum analyzes it)
+-- the planner chose import_jobs_due_idx (run_after <= now()) and sorted all
+-- 20,000 pending noops for each batch of 200 (30 ms a call instead of under
+-- 1 ms; found by the queue benchmark, whose throughput fell by half).
+-- claim_job keeps the plain test: with the expression (default selectivity)
+-- its plan changed for the worse in the 20-minute held churn run (claim_job
+-- 1,080 ms and 195,000 buffers a call while held, against 349 buffers for
+-- the plain test in the shorter runs); see RELIABILITY.md "Churn and bloat".
 CREATE OR REPLACE FUNCTION importer.claim_job(p_worker text, p_kinds text[]) RETURNS SETOF importer.import_jobs
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, importer, pg_temp
@@ -176,7 +180,7 @@ BEGIN
 		FROM importer.import_jobs j
 		WHERE j.status = 'pending' AND j.kind = ANY (p_kinds) AND j.kind <> 'noop'
 		  AND (-j.priority::bigint, j.created_at, j.id) >= (from_p, from_c, from_i)
-		  AND j.run_after + interval '0 s' <= now() -- not an index condition (see above)
+		  AND j.run_after <= now()
 		  AND (SELECT count(*) FROM importer.import_jobs r
 		       WHERE r.user_id = j.user_id AND r.status = 'processing')
 		      < coalesce(importer.setting_int('max_running_per_user', j.user_id), 2)
