@@ -60,7 +60,8 @@ const char SQL_JOB_ERRORS[] =
 const char SQL_RECORDS[] =
 	"WITH c AS (SELECT convert_from(decode($2::text, 'hex'), 'UTF8')::json AS k)"
 	" SELECT json_build_object('collection',r.collection,'record_key',r.record_key,'data',"
-	"r.data,'job_id',r.job_id,'updated_at',r.updated_at),"
+	"r.data,'job_id',(SELECT j.id FROM importer.import_jobs j WHERE j.id = r.job_id),"
+	"'updated_at',r.updated_at),"
 	" encode(convert_to(json_build_array(r.collection, r.record_key)::text, 'UTF8'), 'hex')"
 	" FROM importer.records r LEFT JOIN c ON true"
 	" WHERE r.user_id = importer.current_user_id()"

@@ -129,6 +129,12 @@ static PGresult *pipeline_result(PGconn *conn)
 int pgconn_pipeline(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresult **res,
 		    char *err, size_t errlen)
 {
+	return pgconn_pipeline_while(conn, stmts, n, res, NULL, NULL, err, errlen);
+}
+
+int pgconn_pipeline_while(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresult **res,
+			  void (*work)(void *arg), void *arg, char *err, size_t errlen)
+{
 	PGresult *sync;
 	int i, got = 0;
 
@@ -140,8 +146,11 @@ int pgconn_pipeline(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresu
 		if (!PQsendQueryParams(conn, stmts[i].sql, stmts[i].nparams, stmts[i].types,
 				       stmts[i].params, stmts[i].lengths, stmts[i].formats, 0))
 			goto fail_in_pipeline;
+	/* (PQpipelineSync also flushes: the server has the statements.) */
 	if (!PQpipelineSync(conn))
 		goto fail_in_pipeline;
+	if (work != NULL)
+		work(arg);
 	for (got = 0; got < n; got++)
 		if ((res[got] = pipeline_result(conn)) == NULL)
 			goto fail_in_pipeline;

@@ -58,4 +58,10 @@ struct pgconn_stmt {
 int pgconn_pipeline(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresult **res,
 		    char *err, size_t errlen);
 
+/* pgconn_pipeline(), calling work(arg) once the statements are on their way
+ * and before their results are read: the caller's own work overlaps the
+ * server's. work must not use conn. */
+int pgconn_pipeline_while(PGconn *conn, const struct pgconn_stmt *stmts, int n, PGresult **res,
+			  void (*work)(void *arg), void *arg, char *err, size_t errlen);
+
 #endif

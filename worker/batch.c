@@ -83,6 +83,14 @@ void batch_reset(struct batch *b)
 	b->bytes = 0;
 }
 
+void batch_free(struct batch *b)
+{
+	batch_reset(b);
+	free(b->records);
+	free(b->errors);
+	free(b->tallies);
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s != NULL ? strdup(s) : NULL;
@@ -288,6 +296,8 @@ struct write_ctx {
 	struct batch_record **recs; /* the deduplicated records, in key order */
 	const char *user_id, *job_id, *mode;
 	bool dry_run;
+	void (*while_writing)(void *arg); /* cleared once called */
+	void *arg;
 	char *err;
 	size_t errlen;
 };
@@ -321,6 +331,7 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 		 .formats = formats},
 		{.sql = "RELEASE SAVEPOINT batch_write"}};
 	struct evbuffer *arrays[3] = {cs, ks, ds};
+	void (*work)(void *) = w->while_writing; /* the first write only */
 	PGresult *sent[3], *res;
 	int rc = -1;
 
@@ -338,7 +349,8 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 		params[2 + a] = (const char *)evbuffer_pullup(arrays[a], -1);
 	}
 	params[5] = w->mode;
-	if (pgconn_pipeline(w->conn, stmts, 3, sent, w->err, w->errlen) != 0)
+	w->while_writing = NULL;
+	if (pgconn_pipeline_while(w->conn, stmts, 3, sent, work, w->arg, w->err, w->errlen) != 0)
 		goto out;
 	res = sent[1];
 	if (PQresultStatus(sent[0]) != PGRES_COMMAND_OK) {
@@ -390,9 +402,12 @@ out:
 }
 
 int batch_write(PGconn *conn, struct batch *b, const char *user_id, const char *job_id,
-		const char *mode, bool dry_run, char *err, size_t errlen)
+		const char *mode, bool dry_run, void (*while_writing)(void *arg), void *arg,
+		char *err, size_t errlen)
 {
-	struct write_ctx w = {conn, b, NULL, user_id, job_id, mode, dry_run, err, errlen};
+	struct write_ctx w = {.conn = conn, .b = b, .user_id = user_id, .job_id = job_id,
+			      .mode = mode, .dry_run = dry_run, .while_writing = while_writing,
+			      .arg = arg, .err = err, .errlen = errlen};
 	bool append = strcmp(mode, "append") == 0;
 	size_t n = 0, ndups = 0, nrecords = b->nrecords;
 	struct batch_record **dups = NULL;

@@ -51,6 +51,9 @@ struct batch {
 /* Empties b, freeing what it owns, ready for reuse. */
 void batch_reset(struct batch *b);
 
+/* Frees everything b owns (not b itself). */
+void batch_free(struct batch *b);
+
 /* Adds a record; copies the strings. Returns 0 or -1 (out of memory). */
 int batch_add_record(struct batch *b, const char *collection, const char *key, const char *data,
 		     size_t data_len, int64_t index) __attribute__((warn_unused_result));
@@ -67,10 +70,13 @@ int batch_add_error(struct batch *b, int64_t index, const char *collection, cons
  * nothing but reports what would be inserted or updated. Records the
  * database rejects, and keys repeated in append mode, become errors of b.
  * Fills b->tallies. Returns 0, or -1 with err on a database failure that is
- * not about one record (the transaction is then aborted). */
+ * not about one record (the transaction is then aborted).
+ * while_writing (may be NULL) is called once with arg while the server runs
+ * the batch's write statement (see pgconn_pipeline_while(); it must not use
+ * conn or b); not at all for a batch without records. */
 int batch_write(PGconn *conn, struct batch *b, const char *user_id, const char *job_id,
-		const char *mode, bool dry_run, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+		const char *mode, bool dry_run, void (*while_writing)(void *arg), void *arg,
+		char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Inserts b's errors into importer.import_errors, at most max_rows of them.
  * Returns 0 or -1 with err. */

@@ -1,10 +1,15 @@
 /* import.c -- one batch at a time of a csv, ndjson or backup job (see import.h).
  *
  * Position bookkeeping: `pos` is always a record boundary (the end of the last
- * record handed to the batch, or the start of the file) expressed both as an
+ * record handed to a batch, or the start of the file) expressed both as an
  * absolute byte offset and as (chunk seq, offset in chunk), since chunks may
  * differ in size. Bytes read past pos (a partial record at a batch's end) are
- * simply read again by the next step's fresh reader.
+ * simply read again by the next batch's fresh reader.
+ *
+ * Reading ahead: while the server writes a batch, the worker reads the next
+ * one (read_ahead, from cached chunks only: the connection is busy), so that
+ * parsing and writing overlap instead of taking turns. `written` is where
+ * the batch being written ends, the checkpoint it commits; pos runs ahead.
  */
 #include "import.h"
 
@@ -36,6 +41,18 @@ struct position {
 	uint64_t element_index; /* backup: next element's index in it */
 };
 
+struct chunk {
+	char *data;             /* owned */
+	size_t len;
+	int64_t seq;            /* -1 = none */
+};
+
+struct reader {
+	struct csv_parser *csv;
+	struct ndjson_reader *ndjson;
+	struct backup_reader *backup;
+};
+
 struct import {
 	PGconn *conn;           /* borrowed */
 	struct job *job;        /* borrowed */
@@ -44,22 +61,30 @@ struct import {
 	int64_t lease_ms;
 	char delimiter;
 	const char *key_name;   /* borrowed from job->payload; NULL = default */
-	/* where the committed checkpoint is, and where this step has got to */
-	struct position pos;
-	/* the cached chunk */
-	char *chunk;            /* owned */
-	size_t chunk_len;
-	int64_t chunk_seq;      /* -1 = none cached */
+	/* where reading has got to, and where the batch being written ends */
+	struct position pos, written;
+	/* the cached chunks: two, so the next batch's usually are at hand */
+	struct chunk chunks[2];
+	int64_t end_seq;        /* the first seq past the last chunk; -1 = not known yet */
+	/* the reader; open between calls only when a read ahead stopped for a chunk */
+	struct reader rd;
+	bool reading;
 	int64_t read_seq;       /* the chunk being fed to the reader */
 	uint64_t read_base;     /* its absolute offset */
+	size_t read_len;        /* its length */
+	size_t read_off;        /* where in it to go on */
 	/* csv */
 	char **header;          /* owned; column names */
 	size_t header_n;
 	int key_col;            /* -1: the record number is the key */
-	/* the batch being built */
-	struct batch batch;
+	/* the batch being built and written, the next one read ahead meanwhile */
+	struct batch batch, next;
+	struct batch *filling;  /* the one records go to */
+	bool ahead;             /* next was (begun to be) read: ahead_rc is gather()'s result */
+	int ahead_rc;
+	char ahead_err[128];
 	struct json_tokener *tok; /* owned */
-	struct csv_parser *csv; /* borrowed from the step's reader while it runs */
+	struct csv_parser *csv; /* borrowed from rd while it is open */
 	bool file_error;        /* a file-level problem was found: fail the job */
 	char message[512];      /* its description */
 	/* rate for the ETA */
@@ -71,6 +96,7 @@ struct import {
 };
 
 static void find_key_col(struct import *im);
+static void reader_close(struct import *im, struct reader *r);
 
 /* ==== Settings and checkpoint ==== */
 
@@ -103,6 +129,19 @@ static void free_header(struct import *im)
 	im->header_n = 0;
 }
 
+/* dst = src, with a copy of its collection. Returns 0 or -1 (out of memory). */
+static int position_copy(struct position *dst, const struct position *src)
+{
+	char *coll = NULL;
+
+	if (src->collection != NULL && (coll = strdup(src->collection)) == NULL)
+		return -1;
+	free(dst->collection);
+	*dst = *src;
+	dst->collection = coll;
+	return 0;
+}
+
 /* Reads the checkpoint written by checkpoint_json(). */
 static void load_checkpoint(struct import *im)
 {
@@ -132,16 +171,17 @@ static void load_checkpoint(struct import *im)
 	}
 }
 
+/* The checkpoint at the end of the batch being written. */
 static struct json_object *checkpoint_json(const struct import *im)
 {
 	struct json_object *cp = json_object_new_object();
 
-	jsonutil_add(cp, "byte_offset", json_object_new_int64((int64_t)im->pos.offset));
-	jsonutil_add(cp, "chunk_seq", json_object_new_int64(im->pos.chunk_seq));
+	jsonutil_add(cp, "byte_offset", json_object_new_int64((int64_t)im->written.offset));
+	jsonutil_add(cp, "chunk_seq", json_object_new_int64(im->written.chunk_seq));
 	jsonutil_add(cp, "chunk_offset",
-		     json_object_new_int64((int64_t)(im->pos.offset - im->pos.chunk_base)));
-	jsonutil_add(cp, "record_index", json_object_new_int64(im->pos.records));
-	jsonutil_add(cp, "line", json_object_new_int64((int64_t)im->pos.line));
+		     json_object_new_int64((int64_t)(im->written.offset - im->written.chunk_base)));
+	jsonutil_add(cp, "record_index", json_object_new_int64(im->written.records));
+	jsonutil_add(cp, "line", json_object_new_int64((int64_t)im->written.line));
 	if (im->header != NULL) {
 		struct json_object *hdr = json_object_new_array();
 
@@ -149,10 +189,10 @@ static struct json_object *checkpoint_json(const struct import *im)
 			jsonutil_append(hdr, json_object_new_string(im->header[i]));
 		jsonutil_add(cp, "header", hdr);
 	}
-	if (im->pos.collection != NULL) {
-		jsonutil_add(cp, "collection", json_object_new_string(im->pos.collection));
+	if (im->written.collection != NULL) {
+		jsonutil_add(cp, "collection", json_object_new_string(im->written.collection));
 		jsonutil_add(cp, "element_index",
-			     json_object_new_int64((int64_t)im->pos.element_index));
+			     json_object_new_int64((int64_t)im->written.element_index));
 	}
 	return cp;
 }
@@ -170,7 +210,9 @@ struct import *import_new(PGconn *conn, struct job *job, char *err, size_t errle
 	}
 	im->conn = conn;
 	im->job = job;
-	im->chunk_seq = -1;
+	im->chunks[0].seq = im->chunks[1].seq = -1;
+	im->end_seq = -1;
+	im->filling = &im->batch;
 	im->key_col = -1;
 	im->pos.line = 1;
 	res = PQexecParams(conn, sql_settings, 2, NULL, params, NULL, NULL, 0);
@@ -203,13 +245,15 @@ void import_free(struct import *im)
 {
 	if (im == NULL)
 		return;
-	batch_reset(&im->batch);
-	free(im->batch.records);
-	free(im->batch.errors);
-	free(im->batch.tallies);
-	free(im->chunk);
+	if (im->reading)
+		reader_close(im, &im->rd);
+	batch_free(&im->batch);
+	batch_free(&im->next);
+	free(im->chunks[0].data);
+	free(im->chunks[1].data);
 	free_header(im);
 	free(im->pos.collection);
+	free(im->written.collection);
 	if (im->tok != NULL)
 		json_tokener_free(im->tok);
 	free(im);
@@ -220,22 +264,38 @@ void import_free(struct import *im)
 static const char sql_chunk[] =
 	"SELECT data FROM importer.import_file_chunks WHERE file_id = $1 AND seq = $2";
 
-/* Makes chunk seq the cached one. Returns 1, 0 past the last chunk, -1 on error. */
-static int load_chunk(struct import *im, int64_t seq, char *err, size_t errlen)
+static const struct chunk *cached_chunk(const struct import *im, int64_t seq)
+{
+	for (int i = 0; i < 2; i++)
+		if (im->chunks[i].seq == seq)
+			return &im->chunks[i];
+	return NULL;
+}
+
+/* Makes chunk seq a cached one, in place of the one before it (chunks are
+ * read in order). Offline (the connection is busy) it only looks.
+ * Returns 1, 0 past the last chunk, 2 offline and not cached, -1 on error. */
+static int load_chunk(struct import *im, int64_t seq, bool offline, char *err, size_t errlen)
 {
 	char seq_text[24];
 	const char *params[] = {im->job->file_id, seq_text};
+	struct chunk *slot = im->chunks[0].seq < im->chunks[1].seq ? &im->chunks[0] : &im->chunks[1];
 	PGresult *res;
 	int rc = -1;
 
-	if (im->chunk_seq == seq)
+	if (cached_chunk(im, seq) != NULL)
 		return 1;
+	if (im->end_seq >= 0 && seq >= im->end_seq)
+		return 0;
+	if (offline)
+		return 2;
 	snprintf(seq_text, sizeof(seq_text), "%" PRId64, seq);
 	/* Binary result: the bytes as they are, no hex decoding. */
 	res = PQexecParams(im->conn, sql_chunk, 2, NULL, params, NULL, NULL, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		pgconn_error(im->conn, res, err, errlen);
 	} else if (PQntuples(res) == 0) {
+		im->end_seq = seq;
 		rc = 0;
 	} else {
 		size_t len = (size_t)PQgetlength(res, 0, 0);
@@ -243,10 +303,10 @@ static int load_chunk(struct import *im, int64_t seq, char *err, size_t errlen)
 
 		if (data != NULL) {
 			memcpy(data, PQgetvalue(res, 0, 0), len);
-			free(im->chunk);
-			im->chunk = data;
-			im->chunk_len = len;
-			im->chunk_seq = seq;
+			free(slot->data);
+			slot->data = data;
+			slot->len = len;
+			slot->seq = seq;
 			rc = 1;
 		} else {
 			snprintf(err, errlen, "out of memory");
@@ -256,12 +316,28 @@ static int load_chunk(struct import *im, int64_t seq, char *err, size_t errlen)
 	return rc;
 }
 
+/* Before a write that the next batch is read during: caches the chunks that
+ * batch most likely needs -- the one it starts in and the next -- so that
+ * reading it seldom has to stop for one. Returns 0 or -1 (err). */
+static int prefetch(struct import *im, char *err, size_t errlen)
+{
+	for (int64_t seq = im->pos.chunk_seq; seq <= im->pos.chunk_seq + 1; seq++) {
+		int rc = load_chunk(im, seq, false, err, errlen);
+
+		if (rc <= 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* ==== Records ==== */
 
 static bool batch_full(const struct import *im)
 {
-	return (int64_t)im->batch.nrecords + (int64_t)im->batch.nerrors >= im->batch_rows ||
-	       (int64_t)im->batch.bytes >= im->batch_bytes;
+	const struct batch *b = im->filling;
+
+	return (int64_t)b->nrecords + (int64_t)b->nerrors >= im->batch_rows ||
+	       (int64_t)b->bytes >= im->batch_bytes;
 }
 
 /* Moves pos to a record boundary at absolute offset end, which lies in the
@@ -271,9 +347,9 @@ static void advance(struct import *im, uint64_t end)
 	im->pos.offset = end;
 	im->pos.chunk_seq = im->read_seq;
 	im->pos.chunk_base = im->read_base;
-	if (end >= im->read_base + im->chunk_len) {
+	if (end >= im->read_base + im->read_len) {
 		im->pos.chunk_seq++;
-		im->pos.chunk_base += im->chunk_len;
+		im->pos.chunk_base += im->read_len;
 	}
 }
 
@@ -281,7 +357,7 @@ static int record_error(struct import *im, const char *collection, const char *k
 			const char *message, const char *raw, size_t raw_len)
 {
 	im->pos.records++;
-	return batch_add_error(&im->batch, im->pos.records, collection, key, message, raw, raw_len);
+	return batch_add_error(im->filling, im->pos.records, collection, key, message, raw, raw_len);
 }
 
 /* The key of an object record: a string or a number under key_name. */
@@ -329,7 +405,7 @@ static int add_object(struct import *im, const char *collection, struct json_obj
 	/* The record's own bytes, validated by jsonstream_parse_object(): json-c
 	 * would clamp integers beyond 64 bits when writing it back out. */
 	im->pos.records++;
-	return batch_add_record(&im->batch, collection, key, raw, raw_len, im->pos.records);
+	return batch_add_record(im->filling, collection, key, raw, raw_len, im->pos.records);
 }
 
 /* The key column: the key option, else "id" if present, else none (record numbers). */
@@ -480,7 +556,7 @@ static int on_csv_record(const struct csv_record *rec, void *arg)
 			obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
 		im->pos.records++;
-		rc = batch_add_record(&im->batch, coll, key, text, len, im->pos.records);
+		rc = batch_add_record(im->filling, coll, key, text, len, im->pos.records);
 	}
 	json_object_put(obj);
 out:
@@ -584,12 +660,6 @@ static int on_json_error(const struct jsonstream_record *rec, void *arg)
 
 /* ==== Readers ==== */
 
-struct reader {
-	struct csv_parser *csv;
-	struct ndjson_reader *ndjson;
-	struct backup_reader *backup;
-};
-
 static int reader_open(struct import *im, struct reader *r, char *err, size_t errlen)
 {
 	size_t max = (size_t)im->max_record_bytes;
@@ -670,38 +740,48 @@ static void reader_close(struct import *im, struct reader *r)
 	backup_reader_free(r->backup);
 }
 
-/* Reads records from pos until the batch is full or the file ends.
- * Returns 1 at end of file, 0 when the batch is full, -1 on a database or
- * memory error (err); a file-level problem sets im->file_error. */
-static int gather(struct import *im, char *err, size_t errlen)
+/* Reads records from pos into im->filling until the batch is full or the
+ * file ends. Offline (the connection is busy) it reads cached chunks only:
+ * needing another, it stops and keeps its reader open, and the next call
+ * goes on from there. Returns 1 at end of file, 0 when the batch is full, 2
+ * when stopped for a chunk, -1 on a database or memory error (err); a
+ * file-level problem sets im->file_error. */
+static int gather(struct import *im, bool offline, char *err, size_t errlen)
 {
-	struct reader r;
-	size_t off = (size_t)(im->pos.offset - im->pos.chunk_base);
+	const struct chunk *c;
 	int rc;
 
-	if (reader_open(im, &r, err, errlen) != 0)
-		return -1;
-	im->read_seq = im->pos.chunk_seq;
-	im->read_base = im->pos.chunk_base;
+	if (!im->reading) {
+		if (reader_open(im, &im->rd, err, errlen) != 0)
+			return -1;
+		im->reading = true;
+		im->read_seq = im->pos.chunk_seq;
+		im->read_base = im->pos.chunk_base;
+		im->read_off = (size_t)(im->pos.offset - im->pos.chunk_base);
+	}
 	for (;;) {
-		rc = load_chunk(im, im->read_seq, err, errlen);
+		rc = load_chunk(im, im->read_seq, offline, err, errlen);
+		if (rc == 2)
+			return 2;
 		if (rc <= 0)
 			break;
-		if (off > im->chunk_len) {
+		c = cached_chunk(im, im->read_seq);
+		if (im->read_off > c->len) {
 			snprintf(im->message, sizeof(im->message),
 				 "the checkpoint does not match the stored file");
 			im->file_error = true;
 			break;
 		}
-		rc = reader_push(im, &r, im->chunk + off, im->chunk_len - off);
+		im->read_len = c->len;
+		rc = reader_push(im, &im->rd, c->data + im->read_off, c->len - im->read_off);
 		if (rc != 0 || im->file_error)
 			break;
-		im->read_base += im->chunk_len;
+		im->read_base += c->len;
 		im->read_seq++;
-		off = 0;
+		im->read_off = 0;
 	}
 	if (rc == 0 && !im->file_error) { /* past the last chunk: end of file */
-		rc = reader_push(im, &r, NULL, 0);
+		rc = reader_push(im, &im->rd, NULL, 0);
 		rc = rc == 0 ? 1 : rc > 0 ? 0 : -1;
 	} else if (rc > 0) {
 		rc = 0; /* the batch is full */
@@ -710,7 +790,44 @@ static int gather(struct import *im, char *err, size_t errlen)
 	}
 	if (im->file_error)
 		rc = 0;
-	reader_close(im, &r);
+	reader_close(im, &im->rd);
+	im->reading = false;
+	return rc;
+}
+
+/* batch_write()'s while_writing: reads the next batch into im->next while
+ * the server writes im->batch. */
+static void read_ahead(void *arg)
+{
+	struct import *im = arg;
+
+	im->filling = &im->next;
+	im->ahead_err[0] = '\0';
+	im->ahead_rc = gather(im, true, im->ahead_err, sizeof(im->ahead_err));
+	im->filling = &im->batch;
+	im->ahead = true;
+}
+
+/* Makes im->batch the batch to write: the one read ahead (finished now if it
+ * stopped for a chunk) or a new one. Returns as gather(), never 2. */
+static int next_batch(struct import *im, char *err, size_t errlen)
+{
+	struct batch done = im->batch;
+	int rc;
+
+	if (!im->ahead) {
+		batch_reset(&im->batch);
+		return gather(im, false, err, errlen);
+	}
+	im->batch = im->next;
+	im->next = done;
+	batch_reset(&im->next);
+	im->ahead = false;
+	rc = im->ahead_rc;
+	if (rc < 0)
+		snprintf(err, errlen, "%s", im->ahead_err);
+	else if (rc == 2)
+		rc = gather(im, false, err, errlen);
 	return rc;
 }
 
@@ -772,7 +889,7 @@ static void tally_batch(struct import *im)
 		if (coll != NULL)
 			count_add(collection_counts(counts, coll), "failed", 1);
 	}
-	im->job->processed_items = im->pos.records;
+	im->job->processed_items = im->written.records;
 	im->job->failed_items += (int64_t)im->batch.nerrors;
 }
 
@@ -812,7 +929,7 @@ static int write_progress(struct import *im, bool and_commit, bool *ended, char 
 {
 	struct job *job = im->job;
 	uint64_t size = job->file_size > 0 ? (uint64_t)job->file_size : 1;
-	uint64_t done = im->pos.offset < size ? im->pos.offset : size;
+	uint64_t done = im->written.offset < size ? im->written.offset : size;
 	int64_t progress = (int64_t)(done * 100 / size), total = job->processed_items;
 	double rate = (double)(done - im->started_offset) / seconds_since(&im->started);
 	char p_progress[24], p_processed[24], p_failed[24], p_total[24], p_eta[24], step[160];
@@ -985,8 +1102,7 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 		return end_job(im, JOB_END_RELEASED, NULL, err, errlen);
 	if (im->job->file_size == 0 && im->pos.offset == 0)
 		return end_job(im, JOB_END_FAILED, "the file is empty", err, errlen);
-	batch_reset(&im->batch);
-	eof = gather(im, err, errlen);
+	eof = next_batch(im, err, errlen);
 	if (eof < 0)
 		return JOB_RETRY;
 	if (im->file_error) {
@@ -996,6 +1112,10 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 	}
 	if (eof && strcmp(im->job->kind, "csv") == 0 && im->header == NULL)
 		return end_job(im, JOB_END_FAILED, "the file has no header row", err, errlen);
+	if (position_copy(&im->written, &im->pos) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return JOB_RETRY;
+	}
 
 	rc = job_begin_batch(im->conn, im->job, im->lease_ms, &cancel, &pause, err, errlen);
 	if (rc <= 0)
@@ -1025,8 +1145,10 @@ enum job_result import_step(struct import *im, bool stopping, char *err, size_t 
 			goto retry;
 		im->logged_start = true;
 	}
+	if (!eof && prefetch(im, err, errlen) != 0)
+		goto retry;
 	if (batch_write(im->conn, &im->batch, im->job->user_id, im->job->id, im->job->mode,
-			im->job->dry_run, err, errlen) != 0 ||
+			im->job->dry_run, eof ? NULL : read_ahead, im, err, errlen) != 0 ||
 	    batch_write_errors(im->conn, &im->batch, im->job->user_id, im->job->id,
 			       im->max_errors_stored, err, errlen) != 0)
 		goto retry;

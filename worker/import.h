@@ -4,8 +4,11 @@
  * query, parses records until the batch is full (batch_rows or batch_bytes)
  * or the file ends, and commits in one transaction: the lease fence, the
  * records, their record errors, the counters, progress, the checkpoint and
- * the log lines. The reader is recreated at the checkpoint for every step, so
- * resuming after a crash is the same code path as going on normally.
+ * the log lines. While the server writes one batch the worker reads the next
+ * (from the chunks it has cached), so parsing and writing overlap. A reader
+ * starts at a record boundary for every batch, and a job taken up again
+ * after a crash starts at its stored checkpoint: resuming is the same code
+ * path as going on normally.
  *
  * Unless stated otherwise, pointer arguments are borrowed for the duration of
  * the call and not retained.

@@ -81,7 +81,14 @@ bench_cleanup() {
 	done
 	for p in "${BENCH_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	if [ "$BENCH_STARTED_PG" = 1 ]; then "$PG" destroy "$TMP/pg" >/dev/null 2>&1 || true; fi
+	if [ "$BENCH_STARTED_PG" = 1 ]; then
+		# The plans auto_explain logged outlive the cluster.
+		if [ -n "${BENCH_AUTO_EXPLAIN_MS:-}" ]; then
+			f=$("$PG" status "$TMP/pg" 2>/dev/null | sed -n 's/^log: *//p')
+			[ -z "$f" ] || cp "$f" "$OUT/$BENCH_NAME.postgres.log" || true
+		fi
+		"$PG" destroy "$TMP/pg" >/dev/null 2>&1 || true
+	fi
 	if [ "$rc" -ne 0 ] && [ -d "$TMP" ]; then
 		for f in "$TMP"/*.log; do
 			[ -s "$f" ] || continue
@@ -128,6 +135,30 @@ BENCH_PG_SETTINGS=(
 	# latency.sh: commit -> SSE starts at pg_xact_commit_timestamp(xmin)
 	"track_commit_timestamp=on"
 )
+# BENCH_AUTO_EXPLAIN_MS=N: also log the plan of every statement (nested ones
+# too: the claim functions' queries) slower than N ms to the cluster's
+# postgres.log -- how a plan that goes wrong under load is caught.
+# (Set after the restart that loads it: before, its settings are unknown.)
+BENCH_PG_LATE_SETTINGS=()
+if [ -n "${BENCH_AUTO_EXPLAIN_MS:-}" ]; then
+	BENCH_PG_SETTINGS+=("shared_preload_libraries=pg_stat_statements,auto_explain")
+	BENCH_PG_LATE_SETTINGS=(
+		"auto_explain.log_min_duration=${BENCH_AUTO_EXPLAIN_MS}ms"
+		"auto_explain.log_nested_statements=on"
+		"auto_explain.log_buffers=on"
+	)
+fi
+
+# bench_alter_system URL NAME=VALUE...: ALTER SYSTEM SET each; a value with
+# commas is a list (each element quoted on its own).
+bench_alter_system() {
+	local url=$1 s v
+	shift
+	for s in "$@"; do
+		v=${s#*=}
+		psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET ${s%%=*} = '${v//,/"','"}'" >/dev/null
+	done
+}
 
 # Starts the throwaway cluster in $1 (a directory) on a free port, with the
 # settings above, a database `importer` migrated, and the login roles.
@@ -149,11 +180,13 @@ bench_start_cluster() {
 	rm -f "$dir.err"
 	local super
 	super=$("$PG" url "$dir")
-	for s in "${BENCH_PG_SETTINGS[@]}"; do
-		psql -X -q -v ON_ERROR_STOP=1 "$super" -c "ALTER SYSTEM SET ${s%%=*} = '${s#*=}'" >/dev/null
-	done
+	bench_alter_system "$super" "${BENCH_PG_SETTINGS[@]}"
 	"$PG" stop "$dir"
 	"$PG" start "$dir" "$port" || bench_die "restart with benchmark settings failed"
+	if [ "${#BENCH_PG_LATE_SETTINGS[@]}" -gt 0 ]; then
+		bench_alter_system "$super" "${BENCH_PG_LATE_SETTINGS[@]}"
+		psql -X -q -v ON_ERROR_STOP=1 "$super" -c "SELECT pg_reload_conf()" >/dev/null
+	fi
 	psql -X -q -v ON_ERROR_STOP=1 "$super" <<-EOF >/dev/null
 		CREATE DATABASE importer;
 		\c importer

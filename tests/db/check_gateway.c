@@ -376,6 +376,26 @@ START_TEST(job_routes_and_their_errors)
 	EXPECT(&r, 400, "GET", "/api/stats?hours=0", tok_a, NULL, NULL, 0);
 	EXPECT(&r, 200, "GET", "/api/records?collection=people", tok_a, NULL, NULL, 0);
 	ck_assert_ptr_nonnull(strstr(r.body, "{\"records\":[],\"next\":null}"));
+	/* A record keeps the id of the job that wrote it; once that job is
+	 * deleted (id was, above; sql/0013 leaves the id in place) the route
+	 * shows null. */
+	{
+		char live[64], want[160];
+
+		submit_csv(live, sizeof(live));
+		sql("INSERT INTO importer.records (user_id, collection, record_key, data, job_id) "
+		    "VALUES ('" USER_A "', 'people', 'gone', '{}', '%s'), "
+		    "('" USER_A "', 'people', 'kept', '{}', '%s')",
+		    id, live);
+		EXPECT(&r, 200, "GET", "/api/records?collection=people", tok_a, NULL, NULL, 0);
+		ck_assert_msg(strstr(r.body, "\"record_key\" : \"gone\", \"data\" : {}, "
+		                             "\"job_id\" : null") != NULL,
+		              "%s", r.body);
+		snprintf(want, sizeof(want),
+		         "\"record_key\" : \"kept\", \"data\" : {}, \"job_id\" : \"%s\"", live);
+		ck_assert_msg(strstr(r.body, want) != NULL, "%s", r.body);
+	}
+	sql_raw("DELETE FROM importer.records WHERE collection = 'people'");
 	EXPECT(&r, 400, "GET", "/api/records?after=zz", tok_a, NULL, NULL, 0);
 	EXPECT(&r, 200, "DELETE", "/api/jobs?status=cancelled", tok_a, NULL, NULL, 0);
 	ck_assert_ptr_nonnull(strstr(r.body, "{\"deleted\":"));

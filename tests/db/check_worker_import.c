@@ -430,6 +430,14 @@ START_TEST(small_batches_checkpoint_and_sigterm_releases_to_another_worker)
 	                "SELECT status || '/' || (checkpoint IS NOT NULL) "
 	                "FROM importer.import_jobs WHERE id = '%s'",
 	                job);
+	/* The checkpoint is the end of the last committed batch (the worker
+	 * had read further ahead): the header, then processed_items rows. */
+	test_db_expectf(conn, "t",
+	                "SELECT (checkpoint->>'record_index')::int = processed_items "
+	                "AND (checkpoint->>'byte_offset')::int = 7 + (SELECT sum(length(g || ',x' "
+	                "|| g || ',y') + 1) FROM generate_series(1, processed_items) g) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                job);
 	start_worker(&w2);
 	st = wait_status(job, "completed|failed", 120000);
 	ck_assert_int_eq(test_proc_stop(&w2, SIGTERM, 10000), 0);
