@@ -42,7 +42,8 @@ struct position {
 };
 
 struct chunk {
-	char *data;             /* owned */
+	PGresult *res;          /* owned; holds the bytes (no copy) */
+	const char *data;       /* in res */
 	size_t len;
 	int64_t seq;            /* -1 = none */
 };
@@ -249,8 +250,8 @@ void import_free(struct import *im)
 		reader_close(im, &im->rd);
 	batch_free(&im->batch);
 	batch_free(&im->next);
-	free(im->chunks[0].data);
-	free(im->chunks[1].data);
+	PQclear(im->chunks[0].res);
+	PQclear(im->chunks[1].res);
 	free_header(im);
 	free(im->pos.collection);
 	free(im->written.collection);
@@ -298,19 +299,12 @@ static int load_chunk(struct import *im, int64_t seq, bool offline, char *err, s
 		im->end_seq = seq;
 		rc = 0;
 	} else {
-		size_t len = (size_t)PQgetlength(res, 0, 0);
-		char *data = malloc(len ? len : 1);
-
-		if (data != NULL) {
-			memcpy(data, PQgetvalue(res, 0, 0), len);
-			free(slot->data);
-			slot->data = data;
-			slot->len = len;
-			slot->seq = seq;
-			rc = 1;
-		} else {
-			snprintf(err, errlen, "out of memory");
-		}
+		PQclear(slot->res);
+		slot->res = res;
+		slot->data = PQgetvalue(res, 0, 0);
+		slot->len = (size_t)PQgetlength(res, 0, 0);
+		slot->seq = seq;
+		return 1;
 	}
 	PQclear(res);
 	return rc;

@@ -42,9 +42,11 @@
 # with two builds (IMPORTER_BUILD_DIR) to compare two schemas.
 #
 # Output in CHURN_OUT (default build/churn): <run>.samples.tsv (raw, cumulative),
-# <run>.series.tsv (per interval), summary.md (both runs: mean throughput of the
-# start, held and after thirds relative to the start; sizes and dead tuples);
-# the summary is printed at the end.
+# <run>.series.tsv (per interval), <run>.statements.<phase>.tsv (cumulative
+# pg_stat_statements at the end of each third), summary.md (both runs: mean
+# throughput of the start, held and after thirds relative to the start; sizes
+# and dead tuples; the statements that took the most server time in each
+# third); the summary is printed at the end.
 #
 # Environment: CHURN_MINUTES (20), CHURN_RUNS ("plain held"), CHURN_INTERVAL (30),
 # CHURN_WORKERS (4), CHURN_USERS (20), CHURN_PENDING (1000), CHURN_LONG (2),
@@ -220,6 +222,20 @@ sample() {
 	EOSQL
 }
 
+# statements_snapshot NAME TAG: every top-level statement's cumulative calls,
+# execution time and shared buffers so far (pg_stat_statements: a function
+# call includes the statements it runs) into OUT/NAME.statements.TAG.tsv; churn_report.py subtracts one
+# phase's from the next's to show where the server's time went in each.
+statements_snapshot() {
+	psql_admin -F $'\t' -c "
+		SELECT queryid, calls, round(total_exec_time::numeric, 1),
+		       shared_blks_hit + shared_blks_read,
+		       left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+		FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database
+		                                       WHERE datname = current_database())" \
+		>"$OUT/$1.statements.$2.tsv"
+}
+
 # The held transaction: a psql session fed through a FIFO, left idle inside it.
 hold_begin() {
 	mkfifo "$TMP/hold.fifo"
@@ -263,7 +279,7 @@ run_one() {
 		WORKER_PIDS+=("$LAST_PID")
 	done
 	psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $RETAIN)" >/dev/null
-	local t0=$SECONDS phase=start line since
+	local t0=$SECONDS phase=start line since last_phase=start
 	since=$(psql_admin -c "SELECT extract(epoch FROM clock_timestamp())")
 	next=0
 	bench_say "$name: $MINUTES min, $WORKERS workers, $PENDING small jobs due, $LONG long imports of $LONG_ROWS rows"
@@ -280,6 +296,10 @@ run_one() {
 			bench_say "$name: held transaction committed"
 		fi
 		if [ "$el" -lt "$hold_from" ]; then phase=start; elif [ "$el" -lt "$hold_to" ]; then phase=middle; else phase=end; fi
+		if [ "$phase" != "$last_phase" ]; then
+			statements_snapshot "$name" "$last_phase"
+			last_phase=$phase
+		fi
 		if [ "$el" -ge "$next" ]; then
 			line=$(sample "$since")
 			since=${line%%$'\t'*}
@@ -294,6 +314,7 @@ run_one() {
 		psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $RETAIN)" >/dev/null
 		sleep 0.2 # the driver's pace: top the queue up about every 0.2 s
 	done
+	statements_snapshot "$name" end
 	[ "$held" != 1 ] || hold_end
 	for p in "${WORKER_PIDS[@]}"; do stop_pid "$p"; done
 	if grep -h '"level":"error"' "$TMP/$name"-worker-*.log | head -n 5 | grep .; then

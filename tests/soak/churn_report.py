@@ -136,6 +136,46 @@ def summarize(name, rows):
     return lines
 
 
+def read_statements(path):
+    """queryid -> (calls, ms, buffers, query) from a statements snapshot."""
+    stats = {}
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 5 and parts[0]:
+                stats[parts[0]] = (float(parts[1]), float(parts[2]), float(parts[3]), parts[4])
+    return stats
+
+
+def statements(out_dir, name, top=8):
+    """The statements that took the most server time in each third."""
+    lines, before = [], {}
+    for p in PHASES:
+        now = read_statements(os.path.join(out_dir, f"{name}.statements.{p}.tsv"))
+        if now is None:
+            return []
+        diff = []
+        for qid, (calls, ms, blks, query) in now.items():
+            c0, m0, b0, _ = before.get(qid, (0, 0, 0, ""))
+            if calls > c0:
+                diff.append((ms - m0, calls - c0, blks - b0, query))
+        diff.sort(reverse=True)
+        total = sum(d[0] for d in diff)
+        lines += [f"Server time by statement, {p} third ({total / 1000:,.0f} s in all; "
+                  "top-level statements: a function call includes the statements it runs):", "",
+                  "| statement | calls | s | ms/call | buffers/call |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for ms, calls, blks, query in diff[:top]:
+            q = query.replace("|", "\\|")
+            lines.append(f"| `{q}` | {int(calls):,} | {ms / 1000:,.1f} | {ms / calls:,.2f} "
+                         f"| {blks / calls:,.0f} |")
+        lines.append("")
+        before = now
+    return lines
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: churn_report.py OUT_DIR RUN...")
@@ -145,6 +185,7 @@ def main():
         rows = series(read_samples(os.path.join(out_dir, f"{name}.samples.tsv")))
         write_series(os.path.join(out_dir, f"{name}.series.tsv"), rows)
         doc += summarize(name, rows)
+        doc += statements(out_dir, name)
     text = "\n".join(doc) + "\n"
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(text)
