@@ -76,15 +76,10 @@ static const char sql_retry[] =
 	"         CASE WHEN status = 'pending' THEN 'job.retry_scheduled' ELSE 'job.' || status END,"
 	"         $3 FROM j RETURNING 1";
 
-/* The lease fence: locks the job row for the batch's transaction if the
- * lease still holds. A lock, not an UPDATE: every batch commits an UPDATE of
- * the row anyway (progress, which refreshes heartbeat_at, or the job's end),
- * and one row version per batch instead of two halves the dead versions a
- * transaction held open elsewhere makes every lookup of the row walk. FOR NO
- * KEY UPDATE does not block the FOR KEY SHARE of log inserts. */
 static const char sql_fence[] =
-	"SELECT cancel_requested, pause_requested FROM importer.import_jobs"
-	" WHERE id = $1 AND lease_id = $2 AND status = 'processing' FOR NO KEY UPDATE";
+	"UPDATE importer.import_jobs SET heartbeat_at = now()"
+	" WHERE id = $1 AND lease_id = $2 AND status = 'processing'"
+	" RETURNING cancel_requested, pause_requested";
 
 static const char sql_log[] =
 	"INSERT INTO importer.import_logs (job_id, user_id, level, event, message, details)"

@@ -71,9 +71,8 @@ int job_release_retry(PGconn *conn, const struct job *job, const char *message, 
 /* Starts a batch transaction: BEGIN, a transaction-local
  * idle_in_transaction_session_timeout of idle_timeout_ms (the lease: a worker
  * stalled mid-transaction, e.g. SIGSTOPped, would otherwise hold the job row
- * locked and block its own rescue), then the lease fence, which locks the
- * job row (the batch's progress UPDATE refreshes heartbeat_at); one round
- * trip for the three. Returns 1 when the lease holds (the transaction is
+ * locked and block its own rescue), then the lease fence, which also
+ * refreshes heartbeat_at; one round trip for the three. Returns 1 when the lease holds (the transaction is
  * open; *cancel and *pause tell what was requested), 0 when it is gone
  * (rolled back), -1 on error (rolled back). */
 int job_begin_batch(PGconn *conn, const struct job *job, int64_t idle_timeout_ms, bool *cancel,
