@@ -8,8 +8,9 @@
 -- costs: with a transaction held open elsewhere, the index keeps an entry
 -- for every version of every record ever written, and deleting one finished
 -- 200,000-row import visited them all -- the retention DELETE took up to
--- 6 s, its lock pass 3.8 s and its UPDATE 2.8 s, ~750 s of server time in a
--- 13-minute run on 2 cores, taken from the jobs being run. And the index
+-- 6 s, its lock pass 3.8 s and its UPDATE 2.8 s; the DELETEs slower than
+-- 200 ms took 410 s of server time in 13 minutes on 2 cores, taken from the
+-- jobs being run. And the index
 -- itself made every upsert of a record a non-HOT update (job_id changes)
 -- with one more index entry to write.
 --
