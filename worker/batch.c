@@ -81,6 +81,15 @@ void batch_reset(struct batch *b)
 		free(b->tallies[i].collection);
 	b->nrecords = b->nerrors = b->ntallies = 0;
 	b->bytes = 0;
+	free(b->order);
+	b->order = NULL;
+	b->norder = 0;
+	for (int a = 0; a < 3; a++) {
+		if (b->arrays[a] != NULL)
+			evbuffer_free(b->arrays[a]);
+		b->arrays[a] = NULL;
+	}
+	b->prepared = false;
 }
 
 void batch_free(struct batch *b)
@@ -293,7 +302,6 @@ static bool exec_ok(PGconn *conn, const char *sql)
 struct write_ctx {
 	PGconn *conn;
 	struct batch *b;
-	struct batch_record **recs; /* the deduplicated records, in key order */
 	const char *user_id, *job_id, *mode;
 	bool dry_run;
 	void (*while_writing)(void *arg); /* cleared once called */
@@ -302,17 +310,44 @@ struct write_ctx {
 	size_t errlen;
 };
 
-static int add_failed(struct write_ctx *w, struct batch_record *r, const char *message)
+static int add_failed(struct batch *b, struct batch_record *r, const char *message)
 {
-	tally_add(w->b, r->collection, 0, 0, 1);
-	return batch_add_error(w->b, r->index, r->collection, r->key, message, r->data,
+	tally_add(b, r->collection, 0, 0, 1);
+	return batch_add_error(b, r->index, r->collection, r->key, message, r->data,
 			       strlen(r->data));
 }
 
-/* Writes recs[lo, hi) under a savepoint; bisects on a record-level failure. */
+/* The write's three array parameters (collections, keys, data) for
+ * recs[lo, hi), in the binary array format. Returns 0 or -1 (out of
+ * memory; what was made is freed). */
+static int build_arrays(struct evbuffer *arrays[3], struct batch_record *const *recs, size_t lo,
+			size_t hi)
+{
+	for (int a = 0; a < 3; a++) {
+		if ((arrays[a] = evbuffer_new()) == NULL) {
+			while (a-- > 0)
+				evbuffer_free(arrays[a]);
+			return -1;
+		}
+		binary_array_begin(arrays[a], hi - lo);
+	}
+	for (size_t i = lo; i < hi; i++) {
+		binary_array_add(arrays[0], recs[i]->collection);
+		binary_array_add(arrays[1], recs[i]->key);
+		binary_array_add(arrays[2], recs[i]->data);
+	}
+	for (int a = 0; a < 3; a++)
+		evbuffer_pullup(arrays[a], -1); /* one block, sent as it is */
+	return 0;
+}
+
+/* Writes order[lo, hi) under a savepoint; bisects on a record-level failure. */
 static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 {
-	struct evbuffer *cs = evbuffer_new(), *ks = evbuffer_new(), *ds = evbuffer_new();
+	struct batch_record *const *recs = w->b->order;
+	/* All of them: the arrays batch_prepare() made; a part: its own. */
+	bool whole = lo == 0 && hi == w->b->norder;
+	struct evbuffer *own[3] = {NULL, NULL, NULL}, *const *arrays = whole ? w->b->arrays : own;
 	const char *sql = w->dry_run			   ? sql_dry_run
 			  : strcmp(w->mode, "append") == 0  ? sql_append
 			  : strcmp(w->mode, "replace") == 0 ? sql_stage
@@ -330,17 +365,13 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 		 .lengths = lengths,
 		 .formats = formats},
 		{.sql = "RELEASE SAVEPOINT batch_write"}};
-	struct evbuffer *arrays[3] = {cs, ks, ds};
 	void (*work)(void *) = w->while_writing; /* the first write only */
 	PGresult *sent[3], *res;
 	int rc = -1;
 
-	for (int a = 0; a < 3; a++)
-		binary_array_begin(arrays[a], hi - lo);
-	for (size_t i = lo; i < hi; i++) {
-		binary_array_add(cs, w->recs[i]->collection);
-		binary_array_add(ks, w->recs[i]->key);
-		binary_array_add(ds, w->recs[i]->data);
+	if (!whole && build_arrays(own, recs, lo, hi) != 0) {
+		snprintf(w->err, w->errlen, "out of memory");
+		return -1;
 	}
 	params[0] = w->user_id;
 	params[1] = w->job_id;
@@ -364,7 +395,7 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 				  strtoll(PQgetvalue(res, row, 2), NULL, 10), 0);
 			/* append: ordinals (1-based in this range) of existing keys */
 			for (char *tok = strtok(refused, ","); tok != NULL; tok = strtok(NULL, ","))
-				if (add_failed(w, w->recs[lo + (size_t)atoll(tok) - 1],
+				if (add_failed(w->b, recs[lo + (size_t)atoll(tok) - 1],
 					       "key already exists (mode append)") != 0)
 					goto out_clear;
 		}
@@ -385,7 +416,7 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 		    !exec_ok(w->conn, "RELEASE SAVEPOINT batch_write"))
 			goto out_clear;
 		if (hi - lo == 1)
-			rc = add_failed(w, w->recs[lo], msg);
+			rc = add_failed(w->b, recs[lo], msg);
 		else if (write_range(w, lo, lo + (hi - lo) / 2) == 0)
 			rc = write_range(w, lo + (hi - lo) / 2, hi);
 	} else {
@@ -395,9 +426,56 @@ out_clear:
 	for (int i = 0; i < 3; i++)
 		PQclear(sent[i]);
 out:
-	evbuffer_free(cs);
-	evbuffer_free(ks);
-	evbuffer_free(ds);
+	for (int a = 0; a < 3; a++)
+		if (own[a] != NULL)
+			evbuffer_free(own[a]);
+	return rc;
+}
+
+int batch_prepare(struct batch *b, const char *mode)
+{
+	bool append = strcmp(mode, "append") == 0;
+	size_t n = 0, ndups = 0, nrecords = b->nrecords;
+	struct batch_record **recs, **dups = NULL;
+	int rc = -1;
+
+	if (b->prepared)
+		return 0;
+	recs = malloc((nrecords ? nrecords : 1) * sizeof(*recs));
+	dups = malloc((nrecords ? nrecords : 1) * sizeof(*dups));
+	if (recs == NULL || dups == NULL)
+		goto out;
+	for (size_t i = 0; i < nrecords; i++)
+		recs[i] = &b->records[i];
+	qsort(recs, nrecords, sizeof(*recs), cmp_record);
+	/* One record per key: upsert keeps the last in file order, append keeps
+	 * the first and refuses the others. */
+	for (size_t i = 0; i < nrecords; i++) {
+		bool same_next = i + 1 < nrecords &&
+				 strcmp(recs[i]->collection, recs[i + 1]->collection) == 0 &&
+				 strcmp(recs[i]->key, recs[i + 1]->key) == 0;
+		bool same_prev = n > 0 && strcmp(recs[n - 1]->collection, recs[i]->collection) == 0 &&
+				 strcmp(recs[n - 1]->key, recs[i]->key) == 0;
+
+		if (append ? !same_prev : !same_next)
+			recs[n++] = recs[i];
+		else if (append)
+			dups[ndups++] = recs[i];
+	}
+	/* Adding errors never moves b->records, which the pointers point into. */
+	for (size_t i = 0; i < ndups; i++)
+		if (add_failed(b, dups[i], "key repeated in the file (mode append)") != 0)
+			goto out;
+	if (n > 0 && build_arrays(b->arrays, recs, 0, n) != 0)
+		goto out;
+	b->order = recs;
+	b->norder = n;
+	b->prepared = true;
+	recs = NULL;
+	rc = 0;
+out:
+	free(dups);
+	free(recs);
 	return rc;
 }
 
@@ -408,47 +486,14 @@ int batch_write(PGconn *conn, struct batch *b, const char *user_id, const char *
 	struct write_ctx w = {.conn = conn, .b = b, .user_id = user_id, .job_id = job_id,
 			      .mode = mode, .dry_run = dry_run, .while_writing = while_writing,
 			      .arg = arg, .err = err, .errlen = errlen};
-	bool append = strcmp(mode, "append") == 0;
-	size_t n = 0, ndups = 0, nrecords = b->nrecords;
-	struct batch_record **dups = NULL;
-	int rc = 0;
 
-	if (nrecords == 0)
+	if (b->nrecords == 0)
 		return 0;
-	w.recs = malloc(nrecords * sizeof(*w.recs));
-	dups = malloc(nrecords * sizeof(*dups));
-	if (w.recs == NULL || dups == NULL) {
+	if (batch_prepare(b, mode) != 0) {
 		snprintf(err, errlen, "out of memory");
-		rc = -1;
-		goto out;
+		return -1;
 	}
-	for (size_t i = 0; i < nrecords; i++)
-		w.recs[i] = &b->records[i];
-	qsort(w.recs, nrecords, sizeof(*w.recs), cmp_record);
-	/* One record per key: upsert keeps the last in file order, append keeps
-	 * the first and refuses the others. */
-	for (size_t i = 0; i < nrecords; i++) {
-		bool same_next = i + 1 < nrecords &&
-				 strcmp(w.recs[i]->collection, w.recs[i + 1]->collection) == 0 &&
-				 strcmp(w.recs[i]->key, w.recs[i + 1]->key) == 0;
-		bool same_prev = n > 0 &&
-				 strcmp(w.recs[n - 1]->collection, w.recs[i]->collection) == 0 &&
-				 strcmp(w.recs[n - 1]->key, w.recs[i]->key) == 0;
-
-		if (append ? !same_prev : !same_next)
-			w.recs[n++] = w.recs[i];
-		else if (append)
-			dups[ndups++] = w.recs[i];
-	}
-	/* Adding errors never moves b->records, which the pointers point into. */
-	for (size_t i = 0; i < ndups && rc == 0; i++)
-		rc = add_failed(&w, dups[i], "key repeated in the file (mode append)");
-	if (rc == 0 && n > 0)
-		rc = write_range(&w, 0, n);
-out:
-	free(dups);
-	free(w.recs);
-	return rc;
+	return b->norder > 0 ? write_range(&w, 0, b->norder) : 0;
 }
 
 int batch_write_errors(PGconn *conn, const struct batch *b, const char *user_id,

@@ -38,6 +38,8 @@ struct batch_tally {
 	int64_t inserted, updated, failed;
 };
 
+struct evbuffer;
+
 struct batch {
 	struct batch_record *records; /* owned */
 	size_t nrecords, cap_records;
@@ -46,6 +48,12 @@ struct batch {
 	size_t bytes;                 /* payload bytes gathered so far */
 	struct batch_tally *tallies;  /* owned; filled by batch_write() */
 	size_t ntallies;
+	/* made by batch_prepare(): the records to write (one per key, in key
+	 * order; pointers into records) and the write's three parameters */
+	struct batch_record **order;  /* owned */
+	size_t norder;
+	struct evbuffer *arrays[3];   /* owned */
+	bool prepared;
 };
 
 /* Empties b, freeing what it owns, ready for reuse. */
@@ -63,6 +71,13 @@ int batch_add_record(struct batch *b, const char *collection, const char *key, c
 int batch_add_error(struct batch *b, int64_t index, const char *collection, const char *key,
 		    const char *message, const char *raw, size_t raw_len)
 	__attribute__((warn_unused_result));
+
+/* Gets b ready for batch_write() in mode: sorts and deduplicates its
+ * records (keys repeated in append mode become errors of b) and builds the
+ * write's parameters, so that the write only sends them. batch_write() does
+ * it when the caller has not; a caller may do it ahead, while other work
+ * waits. Add nothing to b after it. Returns 0 or -1 (out of memory). */
+int batch_prepare(struct batch *b, const char *mode) __attribute__((warn_unused_result));
 
 /* Writes the records into importer.records for user_id as job_id inside the
  * caller's open transaction. mode is "upsert", "append" or "replace" (which

@@ -790,7 +790,8 @@ static int gather(struct import *im, bool offline, char *err, size_t errlen)
 }
 
 /* batch_write()'s while_writing: reads the next batch into im->next while
- * the server writes im->batch. */
+ * the server writes im->batch, and, if it read all of it, prepares its
+ * write too. */
 static void read_ahead(void *arg)
 {
 	struct import *im = arg;
@@ -800,6 +801,11 @@ static void read_ahead(void *arg)
 	im->ahead_rc = gather(im, true, im->ahead_err, sizeof(im->ahead_err));
 	im->filling = &im->batch;
 	im->ahead = true;
+	if ((im->ahead_rc == 0 || im->ahead_rc == 1) && !im->file_error &&
+	    batch_prepare(&im->next, im->job->mode) != 0) {
+		snprintf(im->ahead_err, sizeof(im->ahead_err), "out of memory");
+		im->ahead_rc = -1;
+	}
 }
 
 /* Makes im->batch the batch to write: the one read ahead (finished now if it
