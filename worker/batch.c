@@ -89,7 +89,6 @@ void batch_reset(struct batch *b)
 			evbuffer_free(b->arrays[a]);
 		b->arrays[a] = NULL;
 	}
-	b->prepared = false;
 }
 
 void batch_free(struct batch *b)
@@ -439,8 +438,9 @@ int batch_prepare(struct batch *b, const char *mode)
 	struct batch_record **recs, **dups = NULL;
 	int rc = -1;
 
-	if (b->prepared)
+	if (b->order != NULL) /* prepared already */
 		return 0;
+	/* At least one slot: a non-NULL order marks b prepared, records or not. */
 	recs = malloc((nrecords ? nrecords : 1) * sizeof(*recs));
 	dups = malloc((nrecords ? nrecords : 1) * sizeof(*dups));
 	if (recs == NULL || dups == NULL)
@@ -470,7 +470,6 @@ int batch_prepare(struct batch *b, const char *mode)
 		goto out;
 	b->order = recs;
 	b->norder = n;
-	b->prepared = true;
 	recs = NULL;
 	rc = 0;
 out:

@@ -48,12 +48,12 @@ struct batch {
 	size_t bytes;                 /* payload bytes gathered so far */
 	struct batch_tally *tallies;  /* owned; filled by batch_write() */
 	size_t ntallies;
-	/* made by batch_prepare(): the records to write (one per key, in key
-	 * order; pointers into records) and the write's three parameters */
+	/* made by batch_prepare() (NULL order: not yet): the records to write
+	 * (one per key, in key order; pointers into records) and the write's
+	 * three parameters */
 	struct batch_record **order;  /* owned */
 	size_t norder;
 	struct evbuffer *arrays[3];   /* owned */
-	bool prepared;
 };
 
 /* Empties b, freeing what it owns, ready for reuse. */
