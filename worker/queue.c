@@ -62,7 +62,7 @@ int queue_reattach(PGconn *conn, const char *id, const char *lease, struct job *
 	return fetch_job(conn, sql_reattach, id, lease, job, err, errlen);
 }
 
-int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)
+int queue_housekeeping(PGconn *conn, bool prune, int *pruned, char *err, size_t errlen)
 {
 	const char *params[] = {prune ? "true" : "false"};
 	PGresult *res;
@@ -76,10 +76,14 @@ int queue_housekeeping(PGconn *conn, bool prune, char *err, size_t errlen)
 		return -1;
 	}
 	PQclear(res);
-	res = PQexecParams(conn, "SELECT importer.housekeeping($1)", 1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		n = atoi(PQgetvalue(res, 0, 0)); /* NULL (another worker's turn) reads as 0 */
-	else
+	*pruned = 0;
+	res = PQexecParams(conn, "SELECT rescued, pruned FROM importer.housekeeping($1)", 1, NULL,
+			   params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		/* NULLs (another worker's turn) read as 0 */
+		n = atoi(PQgetvalue(res, 0, 0));
+		*pruned = atoi(PQgetvalue(res, 0, 1));
+	} else
 		pgconn_error(conn, res, err, errlen);
 	PQclear(res);
 	res = PQexec(conn, n >= 0 ? "COMMIT" : "ROLLBACK");

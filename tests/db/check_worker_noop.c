@@ -169,6 +169,26 @@ START_TEST(housekeeping_prunes_finished_jobs_past_retention_but_keeps_records)
 }
 END_TEST
 
+/* A fleet can finish jobs far faster than one 500-job slice a minute: while a
+ * slice comes back full, the next tick prunes again (sql/0014). */
+START_TEST(housekeeping_works_through_a_backlog_of_expired_jobs)
+{
+	struct test_proc w;
+
+	PQclear(test_db_exec(
+	    conn, "INSERT INTO importer.import_jobs (user_id, kind, payload) "
+	          "SELECT '" USER_A "', 'noop', '{}' FROM generate_series(1, 1300); "
+	          "UPDATE importer.import_jobs SET status = 'completed', phase = 'done'; "
+	          "UPDATE importer.import_jobs SET completed_at = now() - interval '8 days'"));
+	start_worker(&w, "300");
+	/* Three slices, a tick apart: well within the minute between prunes. */
+	ck_assert_msg(test_db_wait_true(conn, "SELECT count(*) = 0 FROM importer.import_jobs",
+					20000),
+		      "the backlog was not pruned slice after slice");
+	ck_assert_int_eq(test_proc_stop(&w, SIGTERM, 10000), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("worker_noop");
@@ -182,6 +202,7 @@ int main(void)
 	tcase_add_test(tc, an_idle_worker_wakes_when_a_delayed_job_becomes_due);
 	tcase_add_test(tc, jobs_submitted_while_no_worker_listens_are_found_at_start);
 	tcase_add_test(tc, housekeeping_prunes_finished_jobs_past_retention_but_keeps_records);
+	tcase_add_test(tc, housekeeping_works_through_a_backlog_of_expired_jobs);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
