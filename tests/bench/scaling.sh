@@ -129,5 +129,6 @@ reset_data
 		awk -F'\t' '{ printf "%s%s %s%%", (NR > 1 ? "; " : ""), $1, $2 } END { print "" }' "$OUT/raw/scaling-waits-$n.tsv"
 		printf '\n'
 	done
+	python3 "$BENCH_LIB_DIR/scaling_verdict.py" "$RAW" "$OUT/raw" "$(nproc)" $FLEETS
 } >"$OUT/6-scaling.md"
 bench_say "done: $OUT/6-scaling.md"
