@@ -4,8 +4,8 @@
 -- deletes at most 500 finished jobs a call: 500 jobs a minute for the whole
 -- fleet at best, while the fleet finishes up to thousands a second
 -- (BENCHMARKS.md, queue overhead). Past retention_days the queue table would
--- then only grow. housekeeping now also says how many jobs it pruned; while a
--- slice comes back full, the worker prunes again at its next tick (every
+-- then only grow. housekeeping now also says how many jobs it pruned; while it
+-- finds some, the worker prunes again at its next tick (every
 -- poll_interval_ms) instead of a minute later. Each call stays one bounded
 -- transaction on the job connection.
 

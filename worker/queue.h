@@ -37,13 +37,10 @@ int queue_claim(PGconn *conn, const char *worker_id, const char *kinds, struct j
 int queue_reattach(PGconn *conn, const char *id, const char *lease, struct job *job, char *err,
 		   size_t errlen) __attribute__((warn_unused_result));
 
-/* The most finished jobs one housekeeping call prunes (sql/0014). */
-#define QUEUE_PRUNE_SLICE 500
-
 /* Runs importer.housekeeping() unless another worker is doing it: rescues
  * jobs whose lease expired and, when prune, removes a slice of what
- * retention_days has expired (*pruned: how many jobs; 0 when it was another
- * worker's turn). Returns how many jobs were rescued, or -1 with err. */
+ * retention_days has expired (at most 500 jobs, sql/0014; *pruned: how many;
+ * 0 when it was another worker's turn). Returns how many jobs were rescued, or -1 with err. */
 int queue_housekeeping(PGconn *conn, bool prune, int *pruned, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 

@@ -42,7 +42,7 @@ struct worker {
 	char reattach_id[JOB_ID_LEN];    /* a job whose connection broke mid-step, or "" */
 	char reattach_lease[JOB_ID_LEN]; /* the lease it was running under */
 	time_t pruned_at;           /* last housekeeping that pruned expired jobs */
-	bool prune_backlog;         /* that one pruned a full slice: prune again */
+	bool prune_backlog;         /* that one found jobs to prune: prune again */
 	bool stopping;              /* a first signal arrived */
 	int exit_code;
 };
@@ -314,14 +314,15 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (w->stopping || !connection_ok(w))
 		return;
-	/* Rescue on every tick; prune about once a minute, or at every tick
-	 * while a slice comes back full (a backlog past retention_days). */
+	/* Rescue on every tick; prune about once a minute, and at every tick
+	 * for as long as pruning finds jobs to delete (a backlog past
+	 * retention_days, or a fleet finishing more jobs than a slice a minute). */
 	bool prune = w->prune_backlog || time(NULL) - w->pruned_at >= PRUNE_INTERVAL_S;
 
 	rescued = queue_housekeeping(w->conn, prune, &pruned, err, sizeof(err));
 	if (prune && rescued >= 0) {
 		w->pruned_at = time(NULL);
-		w->prune_backlog = pruned >= QUEUE_PRUNE_SLICE;
+		w->prune_backlog = pruned > 0;
 	}
 	if (pruned > 0)
 		log_info("jobs.pruned", LF_I64("jobs", pruned));

@@ -169,8 +169,8 @@ START_TEST(housekeeping_prunes_finished_jobs_past_retention_but_keeps_records)
 }
 END_TEST
 
-/* A fleet can finish jobs far faster than one 500-job slice a minute: while a
- * slice comes back full, the next tick prunes again (sql/0014). */
+/* A fleet can finish jobs far faster than one 500-job slice a minute: while
+ * pruning finds jobs, the next tick prunes again (sql/0014). */
 START_TEST(housekeeping_works_through_a_backlog_of_expired_jobs)
 {
 	struct test_proc w;
