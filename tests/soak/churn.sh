@@ -8,8 +8,11 @@
 # benchmark settings (durable, pg_stat_statements). Each run starts from empty
 # tables. The load, kept up by a driver function (schema churn, test only):
 #   - small jobs: CHURN_PENDING due jobs kept waiting, 70 % noop and 30 % tiny
-#     CSV files (3 rows, upsert into a per-user collection that keeps being
-#     rewritten), spread over CHURN_USERS users;
+#     CSV files (3 rows, upsert into a per-user collection), spread over
+#     CHURN_USERS users; with CHURN_TINY_KEYS=hot (default) every tiny file
+#     rewrites the same 3 keys, with fresh each one writes 3 new keys (how
+#     uploads usually look: it tells the queue's own cost under a held
+#     transaction from that of rewriting a few hot rows over and over);
 #   - long imports: CHURN_LONG CSV imports of CHURN_LONG_ROWS rows (8 columns)
 #     always running, each resubmitted when it ends (upserting the same keys);
 #   - retention: every CHURN_PURGE_SECONDS, jobs that finished more than
@@ -54,7 +57,7 @@
 # Environment: CHURN_MINUTES (20), CHURN_RUNS ("plain held"), CHURN_INTERVAL (30),
 # CHURN_WORKERS (4), CHURN_USERS (20), CHURN_PENDING (1000), CHURN_LONG (2),
 # CHURN_LONG_ROWS (200000), CHURN_RETAIN_SECONDS (120), CHURN_PURGE_SECONDS (10),
-# CHURN_OUT.
+# CHURN_TINY_KEYS (hot), CHURN_OUT.
 # Example (a short check): CHURN_MINUTES=3 CHURN_INTERVAL=10 tests/soak/churn.sh
 set -euo pipefail
 
@@ -73,6 +76,14 @@ LONG=${CHURN_LONG:-2}
 LONG_ROWS=${CHURN_LONG_ROWS:-200000}
 RETAIN=${CHURN_RETAIN_SECONDS:-120}
 PURGE=${CHURN_PURGE_SECONDS:-10}
+case ${CHURN_TINY_KEYS:-hot} in
+hot) FRESH=false ;;
+fresh) FRESH=true ;;
+*)
+	echo "churn.sh: CHURN_TINY_KEYS is hot or fresh (got '$CHURN_TINY_KEYS')" >&2
+	exit 2
+	;;
+esac
 CLAIM_ROUNDS=${CHURN_CLAIM_ROUNDS:-500}
 for v in MINUTES INTERVAL WORKERS USERS PENDING LONG LONG_ROWS RETAIN PURGE CLAIM_ROUNDS; do
 	[[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || {
@@ -131,7 +142,7 @@ $$;
 
 -- One driver tick: tops the due small jobs up to p_pending and keeps p_long
 -- long imports active. Returns the number of small jobs submitted.
-CREATE OR REPLACE FUNCTION churn.tick(p_users int, p_pending int, p_long int)
+CREATE OR REPLACE FUNCTION churn.tick(p_users int, p_pending int, p_long int, p_fresh boolean)
 	RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
 	missing int := p_pending - churn.pending();
@@ -147,7 +158,9 @@ BEGIN
 	SELECT churn.user_uuid(1 + (random() * (p_users - 1))::int), 'noop', '{}'
 	FROM generate_series(1, missing - missing * 3 / 10);
 	FOR i IN 1 .. missing * 3 / 10 LOOP
-		PERFORM importer.submit_job('csv', tiny,
+		PERFORM importer.submit_job('csv', CASE WHEN p_fresh THEN convert_to(format(
+				E'id,name,amount\n%1$s-1,alpha,10\n%1$s-2,beta,20\n%1$s-3,gamma,30\n',
+				gen_random_uuid()), 'UTF8') ELSE tiny END,
 			jsonb_build_object('user_id', churn.user_uuid(1 + (random() * (p_users - 1))::int),
 			                   'collection', 'tiny', 'file_name', 'tiny.csv'));
 	END LOOP;
@@ -307,7 +320,7 @@ run_one() {
 		start_worker "$name-worker-$i"
 		WORKER_PIDS+=("$LAST_PID")
 	done
-	psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG)" >/dev/null
+	psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $FRESH)" >/dev/null
 	local t0=$SECONDS phase=start line since last_phase=start purged=0
 	since=$(psql_admin -c "SELECT extract(epoch FROM clock_timestamp())")
 	next=0
@@ -340,7 +353,7 @@ run_one() {
 		for p in "${WORKER_PIDS[@]}"; do
 			kill -0 "$p" 2>/dev/null || bench_die "worker $p exited"
 		done
-		psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG)" >/dev/null
+		psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $FRESH)" >/dev/null
 		if [ "$el" -ge "$purged" ]; then
 			psql_admin -c "SELECT churn.retain($RETAIN)" >/dev/null
 			purged=$((el + PURGE))
