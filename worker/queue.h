@@ -39,8 +39,9 @@ int queue_reattach(PGconn *conn, const char *id, const char *lease, struct job *
 
 /* Runs importer.housekeeping() unless another worker is doing it: rescues
  * jobs whose lease expired and, when prune, removes a slice of what
- * retention_days has expired (at most 500 jobs, sql/0014; *pruned: how many;
- * 0 when it was another worker's turn). Returns how many jobs were rescued, or -1 with err. */
+ * retention_days has expired (at most 500 jobs, sql/0014; *pruned: how
+ * many, 0 when it was another worker's turn). Returns how many jobs were
+ * rescued, or -1 with err. */
 int queue_housekeeping(PGconn *conn, bool prune, int *pruned, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
