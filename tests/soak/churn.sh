@@ -35,7 +35,9 @@
 # with pg_stat_statements.track = top, a function call's own statements count
 # in it), the oldest
 # transaction's xmin age, the pending queue, the load average, and the CPU
-# time the cluster and the workers used (throughput per CPU second).
+# time the cluster and the workers used (throughput per CPU second), and the
+# share of import_jobs updates that were HOT (a held horizon stops page
+# pruning, so row versions stop fitting on their page).
 #
 # A third kind of run, "claim" (CHURN_RUNS=claim), measures the claim
 # statements alone, without workers and without the machine's load in the
@@ -232,7 +234,7 @@ work_cpu_ticks() {
 # seconds, the previous sample's t) by completed_at -- the driver prunes them
 # only CHURN_RETAIN_SECONDS later; the other counters are cumulative
 # (churn_report.py takes their deltas).
-SAMPLE_COLUMNS="t load1 cpu_ticks pending noop_done tiny_done long_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age"
+SAMPLE_COLUMNS="t load1 cpu_ticks pending noop_done tiny_done long_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age jobs_upd jobs_hot_upd"
 TABLES="import_jobs import_logs import_errors import_file_chunks records"
 for tb in $TABLES; do SAMPLE_COLUMNS="$SAMPLE_COLUMNS ${tb}_dead ${tb}_live ${tb}_bytes"; done
 sample() {
@@ -255,7 +257,9 @@ sample() {
 		       (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%importer.complete_noops(%'),
 		       (SELECT round(coalesce(sum(total_exec_time), 0)::numeric, 3) FROM pg_stat_statements WHERE query LIKE '%importer.complete_noops(%'),
 		       (SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements WHERE query LIKE '%importer.complete_noops(%'),
-		       (SELECT coalesce(max(age(backend_xmin)), 0) FROM pg_stat_activity WHERE datname = current_database())
+		       (SELECT coalesce(max(age(backend_xmin)), 0) FROM pg_stat_activity WHERE datname = current_database()),
+		       (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'importer.import_jobs'::regclass),
+		       (SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'importer.import_jobs'::regclass)
 		       $cols
 		FROM importer.import_jobs j
 		WHERE j.status = 'completed' AND j.completed_at >= to_timestamp($1)

@@ -59,6 +59,10 @@ def series(rows):
             "noops_blks": per_ms(b.get("noops_blks", 0) - a.get("noops_blks", 0),
                                  b["noops_calls"] - a["noops_calls"]) if "noops_blks" in b else None,
             "xmin_age": int(b["xmin_age"]),
+            # share of import_jobs updates that were HOT (absent from older runs)
+            "jobs_hot_pct": (100 * (b["jobs_hot_upd"] - a["jobs_hot_upd"])
+                             / (b["jobs_upd"] - a["jobs_upd"])
+                             if "jobs_upd" in b and b["jobs_upd"] > a["jobs_upd"] else None),
             "pending": int(b["pending"]),
         }
         # work per CPU second: what a machine shared with other work does not blur
@@ -101,12 +105,12 @@ def summarize(name, rows):
     lines.append("| phase | intervals | small jobs/s | vs start | records/s | vs start "
                  "| small jobs per CPU s | vs start | records per CPU s | vs start | CPU s/s "
                  "| claim_job ms | claim_job buffers | complete_noops ms | complete_noops buffers "
-                 "| max xmin age | load1 |")
-    lines.append("| --- |" + " ---: |" * 16)
+                 "| import_jobs HOT updates % | max xmin age | load1 |")
+    lines.append("| --- |" + " ---: |" * 17)
     for p in PHASES:
         rs = by_phase[p]
         if not rs:
-            lines.append(f"| {p} | 0 |" + " |" * 15)
+            lines.append(f"| {p} | 0 |" + " |" * 16)
             continue
         jobs, recs = mean(r["small_jobs_s"] for r in rs), mean(r["records_s"] for r in rs)
         jobs_cpu, recs_cpu = mean(r["small_jobs_cpu_s"] for r in rs), mean(r["records_cpu_s"] for r in rs)
@@ -117,7 +121,8 @@ def summarize(name, rows):
             f"| {fmt(recs_cpu, 0)} | {rel(recs_cpu, 'records_cpu_s')} "
             f"| {fmt(mean(r['cpu'] for r in rs), 2)} | {fmt(mean(r['claim_ms'] for r in rs), 2)} "
             f"| {fmt(mean(r['claim_blks'] for r in rs), 0)} | {fmt(mean(r['noops_ms'] for r in rs), 2)} "
-            f"| {fmt(mean(r['noops_blks'] for r in rs), 0)} | {fmt(max(r['xmin_age'] for r in rs))} "
+            f"| {fmt(mean(r['noops_blks'] for r in rs), 0)} | {fmt(mean(r['jobs_hot_pct'] for r in rs))} "
+            f"| {fmt(max(r['xmin_age'] for r in rs))} "
             f"| {fmt(mean(r['load1'] for r in rs), 2)} |")
     lines += ["", "Size (MiB) and dead tuples at the end of each phase (max dead tuples in the phase):", ""]
     lines.append("| table | " + " | ".join(f"{p} MiB | {p} dead (max)" for p in PHASES) + " |")
