@@ -68,6 +68,7 @@ int queue_housekeeping(PGconn *conn, bool prune, int *pruned, char *err, size_t 
 	PGresult *res;
 	int n = -1;
 
+	*pruned = 0;
 	/* Bounded: housekeeping shares the job connection with the running job. */
 	res = PQexec(conn, "BEGIN; SET LOCAL statement_timeout = '30s'");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -76,7 +77,6 @@ int queue_housekeeping(PGconn *conn, bool prune, int *pruned, char *err, size_t 
 		return -1;
 	}
 	PQclear(res);
-	*pruned = 0;
 	res = PQexecParams(conn, "SELECT rescued, pruned FROM importer.housekeeping($1)", 1, NULL,
 			   params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
