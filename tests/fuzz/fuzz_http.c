@@ -11,6 +11,7 @@
  * Built and run by tests/fuzz/run.sh.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdint.h>
@@ -54,6 +55,29 @@ static void check_value(const char *v)
 	}
 }
 
+static const char mask[] = "access_token=***";
+
+/* Whether out holds value somewhere other than across a mask the redaction
+ * wrote: the text before a masked parameter followed by the start of the
+ * mask can spell the value without leaking it (",.cui?" + "acce", the fuzz
+ * smoke of 2026-12-07 evening; tests/fuzz/regressions/http/). */
+static bool holds_outside_masks(const char *out, const char *value)
+{
+	size_t n = strlen(value), m = strlen(mask);
+
+	for (const char *q = strstr(out, value); q != NULL; q = strstr(q + 1, value)) {
+		bool across_mask = false;
+
+		for (const char *k = strstr(out, mask); k != NULL && k < q + n;
+		     k = strstr(k + 1, mask))
+			if (k + m > q)
+				across_mask = true;
+		if (!across_mask)
+			return true;
+	}
+	return false;
+}
+
 /* The redacted copy must not contain the value of an access_token parameter
  * of the query (checked for values of 6+ characters that occur nowhere else
  * in the URI, so that the same text elsewhere does not count). Only the query
@@ -84,7 +108,7 @@ static void check_redaction(const char *uri)
 		value[n] = '\0';
 		if (strstr(strstr(uri, value) + 1, value) != NULL)
 			continue; /* the value also occurs elsewhere in the URI */
-		CHECK(strstr(out, value) == NULL);
+		CHECK(!holds_outside_masks(out, value));
 	}
 }
 
