@@ -222,9 +222,17 @@ static void line(const struct cli *cli, const char *label, const char *value)
 	fprintf(cli->out, "%-12s %s\n", label, value);
 }
 
+/* A counts object (the job's or one collection's) as text. */
+static void counts_text(struct json_object *counts, char *buf, size_t len)
+{
+	progress_counts_text(cli_json_int(counts, "inserted", 0), cli_json_int(counts, "updated", 0),
+			     cli_json_int(counts, "unchanged", 0), cli_json_int(counts, "failed", 0),
+			     buf, len);
+}
+
 static void print_job(struct cli *cli, struct json_object *j)
 {
-	char buf[512], a[96], b[96], c[96], st[64];
+	char buf[512], a[96], b[96], st[64];
 	struct json_object *v, *counts, *colls;
 	const char *s;
 	int64_t eta = cli_json_int(j, "eta_seconds", -1);
@@ -255,21 +263,17 @@ static void print_job(struct cli *cli, struct json_object *j)
 	}
 	if (json_object_object_get_ex(j, "counts", &counts) &&
 	    json_object_is_type(counts, json_type_object)) {
-		progress_fmt_count(cli_json_int(counts, "inserted", 0), a, sizeof(a));
-		progress_fmt_count(cli_json_int(counts, "updated", 0), b, sizeof(b));
-		progress_fmt_count(cli_json_int(counts, "failed", 0), c, sizeof(c));
-		snprintf(buf, sizeof(buf), "%s inserted, %s updated, %s failed", a, b, c);
+		counts_text(counts, buf, sizeof(buf));
 		line(cli, "counts:", buf);
 		if (json_object_object_get_ex(counts, "collections", &colls) &&
 		    json_object_is_type(colls, json_type_object) &&
 		    json_object_object_length(colls) > 1) {
 			json_object_object_foreach(colls, name, cc)
 			{
-				progress_fmt_count(cli_json_int(cc, "inserted", 0), a, sizeof(a));
-				progress_fmt_count(cli_json_int(cc, "updated", 0), b, sizeof(b));
-				progress_fmt_count(cli_json_int(cc, "failed", 0), c, sizeof(c));
-				snprintf(buf, sizeof(buf),
-				         "  %s: %s inserted, %s updated, %s failed", name, a, b, c);
+				int n = snprintf(buf, sizeof(buf), "  %s: ", name);
+
+				if (n > 0 && (size_t)n < sizeof(buf))
+					counts_text(cc, buf + n, sizeof(buf) - (size_t)n);
 				line(cli, "", buf);
 			}
 		}

@@ -145,6 +145,7 @@ static void summary(struct follow *f)
 	s.status = cmd_status_text(f->cli, cli_json_str(j, "status", "?"), st, sizeof(st));
 	s.inserted = cli_json_int(counts, "inserted", 0);
 	s.updated = cli_json_int(counts, "updated", 0);
+	s.unchanged = cli_json_int(counts, "unchanged", 0);
 	s.failed = cli_json_int(counts, "failed", cli_json_int(j, "failed_items", 0));
 	s.dry_run = json_object_get_boolean(json_object_object_get(j, "dry_run"));
 	s.error_message = cli_json_str(j, "error_message", NULL);

@@ -197,17 +197,32 @@ double rate_meter_rate(const struct rate_meter *m)
 	return (double)(m->n[last] - m->n[m->head]) / dt;
 }
 
+void progress_counts_text(int64_t inserted, int64_t updated, int64_t unchanged, int64_t failed,
+			  char *buf, size_t len)
+{
+	char ins[32], upd[32], same[48] = "", fail[32];
+
+	progress_fmt_count(inserted, ins, sizeof(ins));
+	progress_fmt_count(updated, upd, sizeof(upd));
+	if (unchanged > 0) {
+		char n[32];
+
+		progress_fmt_count(unchanged, n, sizeof(n));
+		snprintf(same, sizeof(same), ", %s unchanged", n);
+	}
+	progress_fmt_count(failed, fail, sizeof(fail));
+	snprintf(buf, len, "%s inserted, %s updated%s, %s failed", ins, upd, same, fail);
+}
+
 size_t progress_render_summary(const struct progress_summary *s, char *buf, size_t len)
 {
-	char ins[32], upd[32], fail[32], took[32];
+	char counts[192], took[32];
 
-	progress_fmt_count(s->inserted, ins, sizeof(ins));
-	progress_fmt_count(s->updated, upd, sizeof(upd));
-	progress_fmt_count(s->failed, fail, sizeof(fail));
+	progress_counts_text(s->inserted, s->updated, s->unchanged, s->failed, counts,
+			     sizeof(counts));
 	progress_fmt_elapsed(s->seconds, took, sizeof(took));
-	snprintf(buf, len, "%s in %s: %s inserted, %s updated, %s failed%s%s%s",
-	         s->status != NULL ? s->status : "ended", took, ins, upd, fail,
-	         s->dry_run ? " (dry run: nothing written)" : "",
+	snprintf(buf, len, "%s in %s: %s%s%s%s", s->status != NULL ? s->status : "ended", took,
+	         counts, s->dry_run ? " (dry run: nothing written)" : "",
 	         s->error_message != NULL && s->error_message[0] != '\0' ? ": " : "",
 	         s->error_message != NULL ? s->error_message : "");
 	return strlen(buf);

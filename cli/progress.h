@@ -64,12 +64,17 @@ void rate_meter_add(struct rate_meter *m, double t, int64_t records);
 /* Records per second over the window, or -1 with under two samples or no time. */
 double rate_meter_rate(const struct rate_meter *m);
 
-/* The summary after the end:
- * "completed in 4.2 s: 1,000 inserted, 0 updated, 3 failed"
- * plus " (dry run)" and, for failed jobs, ": <error message>". */
+/* "1,000 inserted, 20 updated, 3 failed", with ", N unchanged" after
+ * "updated" when N > 0 (an upsert left records as they were). */
+void progress_counts_text(int64_t inserted, int64_t updated, int64_t unchanged, int64_t failed,
+			  char *buf, size_t len);
+
+/* The summary after the end: "completed in 4.2 s: " and the counts
+ * (progress_counts_text), plus " (dry run)" and, for failed jobs,
+ * ": <error message>". */
 struct progress_summary {
 	const char *status; /* borrowed */
-	int64_t inserted, updated, failed;
+	int64_t inserted, updated, unchanged, failed;
 	double seconds; /* <0 unknown */
 	bool dry_run;
 	const char *error_message; /* borrowed; may be NULL */

@@ -74,6 +74,7 @@ function render(job) {
     fact('Records', fmt.counts(job), 'records'),
     fact('Inserted', fmt.num(c.inserted || 0), 'inserted'),
     fact('Updated', fmt.num(c.updated || 0), 'updated'),
+    c.unchanged ? fact('Unchanged', fmt.num(c.unchanged), 'unchanged') : null,
     fact('Failed', fmt.num(job.failed_items || 0), 'failed'),
     fact('Kind', job.kind, 'kind'),
     fact('Collection', job.collection || '–', 'collection'),
@@ -90,10 +91,11 @@ function render(job) {
   const cols = c.collections && Object.keys(c.collections).length > 1 || job.kind === 'backup' ? c.collections || {} : null;
   fill($('detail-counts'), cols ? h('table', { class: 'counts-table' },
     h('caption', {}, 'Per collection'),
-    h('thead', {}, h('tr', {}, ['Collection', 'Inserted', 'Updated', 'Failed'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t)))),
+    h('thead', {}, h('tr', {}, ['Collection', 'Inserted', 'Updated', 'Unchanged', 'Failed'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t)))),
     h('tbody', {}, Object.entries(cols).map(([name, v]) => h('tr', {},
       h('th', { scope: 'row' }, name), h('td', { class: 'num' }, fmt.num(v.inserted || 0)),
-      h('td', { class: 'num' }, fmt.num(v.updated || 0)), h('td', { class: 'num' }, fmt.num(v.failed || 0)))))) : null);
+      h('td', { class: 'num' }, fmt.num(v.updated || 0)), h('td', { class: 'num' }, fmt.num(v.unchanged || 0)),
+      h('td', { class: 'num' }, fmt.num(v.failed || 0)))))) : null);
 }
 
 export function refreshTimes() {

@@ -13,6 +13,10 @@
 /* Longest excerpt of a bad record kept in import_errors.raw. */
 #define RAW_EXCERPT 200
 
+/* A record whose data is already what the file says is left as it is (no new
+ * row version, no WAL for it, updated_at and job_id kept): re-importing an
+ * unchanged file writes nothing. Such records are not RETURNed; the caller
+ * counts them as unchanged (sent minus inserted and updated). */
 static const char sql_upsert[] =
 	"WITH w AS ("
 	" INSERT INTO importer.records AS r (user_id, collection, record_key, data, job_id)"
@@ -20,6 +24,7 @@ static const char sql_upsert[] =
 	"   FROM unnest($3::text[], $4::text[], $5::text[]) AS t(c, k, d)"
 	" ON CONFLICT (user_id, collection, record_key) DO UPDATE"
 	"   SET data = EXCLUDED.data, job_id = EXCLUDED.job_id, updated_at = now()"
+	"   WHERE r.data IS DISTINCT FROM EXCLUDED.data"
 	" RETURNING r.collection, (r.xmax = 0) AS ins)"
 	"SELECT collection, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins), ''"
 	"  FROM w GROUP BY collection";
@@ -46,13 +51,16 @@ static const char sql_append[] =
 	"SELECT t.c, count(w.record_key), 0, string_agg(t.n::text, ',') FILTER (WHERE w.record_key IS NULL)"
 	"  FROM t LEFT JOIN w ON w.collection = t.c AND w.record_key = t.k GROUP BY t.c";
 
-/* What a write would do, without writing (the casts still validate). */
+/* What a write would do, without writing (the casts still validate).
+ * replace rewrites every record it keeps, so it has no unchanged ones. */
 static const char sql_dry_run[] =
 	"WITH t AS (SELECT c, k, d::jsonb AS d, n FROM unnest($3::text[], $4::text[], $5::text[])"
 	"             WITH ORDINALITY AS t(c, k, d, n))"
 	"SELECT t.c, count(*) FILTER (WHERE r.record_key IS NULL),"
-	"       count(*) FILTER (WHERE r.record_key IS NOT NULL AND $6 <> 'append'),"
-	"       string_agg(t.n::text, ',') FILTER (WHERE r.record_key IS NOT NULL AND $6 = 'append')"
+	"       count(*) FILTER (WHERE r.record_key IS NOT NULL AND ($6 = 'replace'"
+	"                        OR $6 = 'upsert' AND r.data IS DISTINCT FROM t.d)),"
+	"       string_agg(t.n::text, ',') FILTER (WHERE r.record_key IS NOT NULL AND $6 = 'append'),"
+	"       count(*) FILTER (WHERE $6 = 'upsert' AND r.data = t.d)"
 	"  FROM t LEFT JOIN importer.records r"
 	"    ON r.user_id = $1 AND r.collection = t.c AND r.record_key = t.k"
 	" GROUP BY t.c";
@@ -243,12 +251,13 @@ static const char *array_text(struct evbuffer *buf)
 }
 
 static void tally_add(struct batch *b, const char *collection, int64_t ins, int64_t upd,
-		      int64_t failed)
+		      int64_t unchanged, int64_t failed)
 {
 	for (size_t i = 0; i < b->ntallies; i++) {
 		if (strcmp(b->tallies[i].collection, collection) == 0) {
 			b->tallies[i].inserted += ins;
 			b->tallies[i].updated += upd;
+			b->tallies[i].unchanged += unchanged;
 			b->tallies[i].failed += failed;
 			return;
 		}
@@ -263,7 +272,8 @@ static void tally_add(struct batch *b, const char *collection, int64_t ins, int6
 		return;
 	}
 	b->tallies = t;
-	b->tallies[b->ntallies++] = (struct batch_tally){name, ins, upd, failed};
+	b->tallies[b->ntallies++] = (struct batch_tally){
+		.collection = name, .inserted = ins, .updated = upd, .unchanged = unchanged, .failed = failed};
 }
 
 static int cmp_record(const void *pa, const void *pb)
@@ -311,7 +321,7 @@ struct write_ctx {
 
 static int add_failed(struct batch *b, struct batch_record *r, const char *message)
 {
-	tally_add(b, r->collection, 0, 0, 1);
+	tally_add(b, r->collection, 0, 0, 0, 1);
 	return batch_add_error(b, r->index, r->collection, r->key, message, r->data,
 			       strlen(r->data));
 }
@@ -386,12 +396,22 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 	if (PQresultStatus(sent[0]) != PGRES_COMMAND_OK) {
 		pgconn_error(w->conn, sent[0], w->err, w->errlen);
 	} else if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		/* upsert returns only the records it wrote: every record sent
+		 * counts as unchanged, less those inserted or updated below. */
+		bool upsert = sql == sql_upsert;
+
+		for (size_t i = lo; upsert && i < hi; i++)
+			tally_add(w->b, recs[i]->collection, 0, 0, 1, 0);
 		for (int row = 0; row < PQntuples(res); row++) {
 			const char *coll = PQgetvalue(res, row, 0);
 			char *refused = PQgetvalue(res, row, 3);
+			int64_t ins = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+			int64_t upd = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+			int64_t unchanged = upsert		? -(ins + upd)
+					    : PQnfields(res) > 4 ? strtoll(PQgetvalue(res, row, 4), NULL, 10)
+								 : 0;
 
-			tally_add(w->b, coll, strtoll(PQgetvalue(res, row, 1), NULL, 10),
-				  strtoll(PQgetvalue(res, row, 2), NULL, 10), 0);
+			tally_add(w->b, coll, ins, upd, unchanged, 0);
 			/* append: ordinals (1-based in this range) of existing keys */
 			for (char *tok = strtok(refused, ","); tok != NULL; tok = strtok(NULL, ","))
 				if (add_failed(w->b, recs[lo + (size_t)atoll(tok) - 1],

@@ -36,6 +36,7 @@ struct batch_error {
 struct batch_tally {
 	char *collection;     /* owned */
 	int64_t inserted, updated, failed;
+	int64_t unchanged;    /* upsert: existing records whose data was the same */
 };
 
 struct evbuffer;

@@ -862,6 +862,7 @@ static struct json_object *collection_counts(struct json_object *counts, const c
 		c = json_object_new_object();
 		jsonutil_add(c, "inserted", json_object_new_int64(0));
 		jsonutil_add(c, "updated", json_object_new_int64(0));
+		jsonutil_add(c, "unchanged", json_object_new_int64(0));
 		jsonutil_add(c, "failed", json_object_new_int64(0));
 		jsonutil_add(colls, name, c);
 	}
@@ -879,8 +880,10 @@ static void tally_batch(struct import *im)
 
 		count_add(counts, "inserted", t->inserted);
 		count_add(counts, "updated", t->updated);
+		count_add(counts, "unchanged", t->unchanged);
 		count_add(c, "inserted", t->inserted);
 		count_add(c, "updated", t->updated);
+		count_add(c, "unchanged", t->unchanged);
 	}
 	for (size_t i = 0; i < im->batch.nerrors; i++) {
 		const char *coll = im->batch.errors[i].collection;

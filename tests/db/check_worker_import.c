@@ -214,12 +214,69 @@ START_TEST(upsert_twice_is_deterministic_and_last_record_for_a_key_wins)
 	test_db_expectf(conn, "1=c,2=b",
 	                "SELECT string_agg(record_key || '=' || (data->>'v'), ',' "
 	                "ORDER BY record_key) FROM importer.records");
-	test_db_expectf(conn, "0/2",
-	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated') "
+	/* The same file again writes nothing: both records are unchanged. */
+	test_db_expectf(conn, "0/0/2/0/2",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated', "
+	                "counts->>'unchanged', counts->>'failed', "
+	                "counts->'collections'->'d'->>'unchanged') "
 	                "FROM importer.import_jobs WHERE id = '%s'",
 	                second);
 	free(first);
 	free(second);
+}
+END_TEST
+
+/* An upsert rewrites only the records whose data changed: the others keep
+ * their row version, updated_at and job_id (the last job that wrote them). */
+START_TEST(upsert_leaves_unchanged_records_as_they_are)
+{
+	char *first = submit("csv",
+	                     "convert_to('id,v,w' || chr(10) || '1,a,x' || chr(10) || '2,b,y' || "
+	                     "chr(10) || '3,c,z' || chr(10), 'UTF8')",
+	                     "{\"collection\":\"u\"}");
+	char *second, *dry;
+
+	run_to_end(first, "completed");
+	test_db_execf(conn, "CREATE TEMP TABLE before_second AS "
+	                    "SELECT record_key, ctid AS tid, updated_at FROM importer.records");
+	/* Record 2 changes; 1 and 3 are the same (3 in another column order and
+	 * spacing of the same JSON would still be the same: the data is jsonb). */
+	second = submit("csv",
+	                "convert_to('w,id,v' || chr(10) || 'x,1,a' || chr(10) || 'Y,2,b' || "
+	                "chr(10) || 'z,3,c' || chr(10) || 'n,4,d' || chr(10), 'UTF8')",
+	                "{\"collection\":\"u\"}");
+	run_to_end(second, "completed");
+	test_db_expectf(conn, "1/1/2/0/4",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated', "
+	                "counts->>'unchanged', counts->>'failed', processed_items) "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                second);
+	test_db_expectf(conn, "1=first,2=second,3=first,4=second",
+	                "SELECT string_agg(r.record_key || '=' || CASE r.job_id WHEN '%s' "
+	                "THEN 'first' WHEN '%s' THEN 'second' END, ',' ORDER BY r.record_key) "
+	                "FROM importer.records r",
+	                first, second);
+	/* The unchanged ones were not rewritten at all (same tuple, same time). */
+	test_db_expectf(conn, "1,3",
+	                "SELECT string_agg(b.record_key, ',' ORDER BY b.record_key) "
+	                "FROM before_second b JOIN importer.records r USING (record_key) "
+	                "WHERE r.ctid = b.tid AND r.updated_at = b.updated_at");
+	test_db_expectf(conn, "Y", "SELECT data->>'w' FROM importer.records WHERE record_key = '2'");
+	/* A dry run tells the same apart without writing. */
+	dry = submit("csv",
+	             "convert_to('id,v,w' || chr(10) || '1,a,x' || chr(10) || '2,B,y' || "
+	             "chr(10) || '5,e,v' || chr(10), 'UTF8')",
+	             "{\"collection\":\"u\",\"dry_run\":true}");
+	run_to_end(dry, "completed");
+	test_db_expectf(conn, "1/1/1/0",
+	                "SELECT concat_ws('/', counts->>'inserted', counts->>'updated', "
+	                "counts->>'unchanged', counts->>'failed') "
+	                "FROM importer.import_jobs WHERE id = '%s'",
+	                dry);
+	test_db_expectf(conn, "4", "SELECT count(*) FROM importer.records");
+	free(first);
+	free(second);
+	free(dry);
 }
 END_TEST
 
@@ -910,6 +967,7 @@ int main(void)
 	tcase_add_test(tc, bad_records_become_errors_and_good_ones_land);
 	tcase_add_test(tc, a_record_the_database_refuses_is_isolated_and_the_rest_land);
 	tcase_add_test(tc, upsert_twice_is_deterministic_and_last_record_for_a_key_wins);
+	tcase_add_test(tc, upsert_leaves_unchanged_records_as_they_are);
 	tcase_add_test(tc, append_refuses_existing_and_repeated_keys);
 	tcase_add_test(tc, replace_swaps_the_collection_and_a_failed_replace_changes_nothing);
 	tcase_add_test(tc, dry_run_reports_counts_and_writes_nothing);

@@ -14,7 +14,11 @@
 #     uploads usually look: it tells the queue's own cost under a held
 #     transaction from that of rewriting a few hot rows over and over);
 #   - long imports: CHURN_LONG CSV imports of CHURN_LONG_ROWS rows (8 columns)
-#     always running, each resubmitted when it ends (upserting the same keys);
+#     always running, each resubmitted when it ends (upserting the same keys):
+#     with CHURN_LONG_DATA=same (default) the same file again (a re-import of
+#     unchanged data: the upsert leaves its records as they are), with
+#     changed every import changes every record's data (two files taken in
+#     turn), so every record is rewritten;
 #   - retention: every CHURN_PURGE_SECONDS, jobs that finished more than
 #     CHURN_RETAIN_SECONDS ago are deleted (production keeps them
 #     retention_days; the study compresses that, so the job, log and error
@@ -26,8 +30,9 @@
 # which pins the xmin horizon: vacuum can remove no tuple that died after it.
 #
 # Every CHURN_INTERVAL seconds (default 30) a sample: jobs finished per second
-# (small ones by kind, long ones), records written per second (n_tup_ins +
-# n_tup_upd of importer.records), n_dead_tup, n_live_tup and
+# (small ones by kind, long ones), records imported per second (the
+# processed_items of the CSV jobs finished), records written per second
+# (n_tup_ins + n_tup_upd of importer.records), n_dead_tup, n_live_tup and
 # pg_total_relation_size of import_jobs, import_logs, import_errors,
 # import_file_chunks and records, the mean time of the claim statements from
 # pg_stat_statements (claim_job, complete_noops) over the interval and the
@@ -59,7 +64,7 @@
 # Environment: CHURN_MINUTES (20), CHURN_RUNS ("plain held"), CHURN_INTERVAL (30),
 # CHURN_WORKERS (4), CHURN_USERS (20), CHURN_PENDING (1000), CHURN_LONG (2),
 # CHURN_LONG_ROWS (200000), CHURN_RETAIN_SECONDS (120), CHURN_PURGE_SECONDS (10),
-# CHURN_TINY_KEYS (hot), CHURN_OUT.
+# CHURN_TINY_KEYS (hot), CHURN_LONG_DATA (same), CHURN_OUT.
 # Example (a short check): CHURN_MINUTES=3 CHURN_INTERVAL=10 tests/soak/churn.sh
 set -euo pipefail
 
@@ -83,6 +88,14 @@ hot) FRESH=false ;;
 fresh) FRESH=true ;;
 *)
 	echo "churn.sh: CHURN_TINY_KEYS is hot or fresh (got '$CHURN_TINY_KEYS')" >&2
+	exit 2
+	;;
+esac
+case ${CHURN_LONG_DATA:-same} in
+same) CHANGED=false ;;
+changed) CHANGED=true ;;
+*)
+	echo "churn.sh: CHURN_LONG_DATA is same or changed (got '$CHURN_LONG_DATA')" >&2
 	exit 2
 	;;
 esac
@@ -112,6 +125,7 @@ WORKER_PIDS=()
 
 # ---- the driver (test-only schema churn in the benchmark database) -------------------
 gen_csv "$LONG_ROWS" "$TMP/long.csv"
+sed '2,$ s/,"note /,"Note /' "$TMP/long.csv" >"$TMP/long_b.csv"
 psql_admin -v users="$USERS" <<'EOSQL'
 SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS churn;
@@ -144,7 +158,8 @@ $$;
 
 -- One driver tick: tops the due small jobs up to p_pending and keeps p_long
 -- long imports active. Returns the number of small jobs submitted.
-CREATE OR REPLACE FUNCTION churn.tick(p_users int, p_pending int, p_long int, p_fresh boolean)
+CREATE OR REPLACE FUNCTION churn.tick(p_users int, p_pending int, p_long int, p_fresh boolean,
+                                      p_changed boolean)
 	RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
 	missing int := p_pending - churn.pending();
@@ -172,7 +187,13 @@ BEGIN
 		IF NOT EXISTS (SELECT 1 FROM importer.import_jobs
 		               WHERE user_id = churn.user_uuid(p_users + i)
 		                 AND status IN ('pending', 'processing', 'paused')) THEN
-			PERFORM importer.submit_job('csv', (SELECT data FROM churn.files WHERE name = 'long'),
+			-- changed: the file the user's records do not hold now
+			-- (long_b differs from long in every record's note)
+			PERFORM importer.submit_job('csv', (SELECT data FROM churn.files WHERE name =
+				CASE WHEN p_changed AND (SELECT r.data->>'note' FROM importer.records r
+				                         WHERE r.user_id = churn.user_uuid(p_users + i)
+				                           AND r.collection = 'long' AND r.record_key = '1')
+				                        LIKE 'note %' THEN 'long_b' ELSE 'long' END),
 				jsonb_build_object('user_id', churn.user_uuid(p_users + i),
 				                   'collection', 'long', 'file_name', 'long.csv'));
 		END IF;
@@ -205,12 +226,14 @@ $$;
 EOSQL
 psql_admin <<EOSQL
 \\set long \`cat '$TMP/long.csv'\`
+\\set long_b \`cat '$TMP/long_b.csv'\`
 INSERT INTO churn.files VALUES
 	('tiny', convert_to(E'id,name,amount\n1,alpha,10\n2,beta,20\n3,gamma,30\n', 'UTF8')),
-	('long', convert_to(:'long', 'UTF8'))
+	('long', convert_to(:'long', 'UTF8')),
+	('long_b', convert_to(:'long_b', 'UTF8'))
 ON CONFLICT (name) DO UPDATE SET data = excluded.data;
 EOSQL
-rm -f "$TMP/long.csv"
+rm -f "$TMP/long.csv" "$TMP/long_b.csv"
 
 # CPU used so far by the cluster (the postmaster, its children, and -- in the
 # postmaster's cutime/cstime -- the children it has reaped: backends of
@@ -234,7 +257,7 @@ work_cpu_ticks() {
 # seconds, the previous sample's t) by completed_at -- the driver prunes them
 # only CHURN_RETAIN_SECONDS later; the other counters are cumulative
 # (churn_report.py takes their deltas).
-SAMPLE_COLUMNS="t load1 cpu_ticks pending noop_done tiny_done long_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age jobs_upd jobs_hot_upd"
+SAMPLE_COLUMNS="t load1 cpu_ticks pending noop_done tiny_done long_done records_done records_written claim_calls claim_ms claim_blks noops_calls noops_ms noops_blks xmin_age jobs_upd jobs_hot_upd"
 TABLES="import_jobs import_logs import_errors import_file_chunks records"
 for tb in $TABLES; do SAMPLE_COLUMNS="$SAMPLE_COLUMNS ${tb}_dead ${tb}_live ${tb}_bytes"; done
 sample() {
@@ -250,6 +273,7 @@ sample() {
 		       count(*) FILTER (WHERE j.kind = 'noop'),
 		       count(*) FILTER (WHERE j.kind = 'csv' AND j.collection = 'tiny'),
 		       count(*) FILTER (WHERE j.collection = 'long'),
+		       coalesce(sum(j.processed_items) FILTER (WHERE j.kind = 'csv'), 0),
 		       (SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE relid = 'importer.records'::regclass),
 		       (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%importer.claim_job(%'),
 		       (SELECT round(coalesce(sum(total_exec_time), 0)::numeric, 3) FROM pg_stat_statements WHERE query LIKE '%importer.claim_job(%'),
@@ -324,7 +348,7 @@ run_one() {
 		start_worker "$name-worker-$i"
 		WORKER_PIDS+=("$LAST_PID")
 	done
-	psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $FRESH)" >/dev/null
+	psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $FRESH, $CHANGED)" >/dev/null
 	local t0=$SECONDS phase=start line since last_phase=start purged=0
 	since=$(psql_admin -c "SELECT extract(epoch FROM clock_timestamp())")
 	next=0
@@ -350,14 +374,14 @@ run_one() {
 			line=$(sample "$since")
 			since=${line%%$'\t'*}
 			printf '%s\t%s\n' "$line" "$phase" >>"$file"
-			bench_say "$name: $(tail -n 1 "$file" | awk -F'\t' '{ printf "t+%ds pending %s noop %s tiny %s long %s records %s xmin_age %s load %s", '"$el"', $4, $5, $6, $7, $8, $15, $2 }')"
+			bench_say "$name: $(tail -n 1 "$file" | awk -F'\t' '{ printf "t+%ds pending %s noop %s tiny %s long %s records %s xmin_age %s load %s", '"$el"', $4, $5, $6, $7, $8, $16, $2 }')"
 			[ "$el" -lt "$total" ] || break
 			next=$((next + INTERVAL))
 		fi
 		for p in "${WORKER_PIDS[@]}"; do
 			kill -0 "$p" 2>/dev/null || bench_die "worker $p exited"
 		done
-		psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $FRESH)" >/dev/null
+		psql_admin -c "SELECT churn.tick($USERS, $PENDING, $LONG, $FRESH, $CHANGED)" >/dev/null
 		if [ "$el" -ge "$purged" ]; then
 			psql_admin -c "SELECT churn.retain($RETAIN)" >/dev/null
 			purged=$((el + PURGE))

@@ -178,7 +178,8 @@ END_TEST
 
 START_TEST(summaries)
 {
-	struct progress_summary s = {"completed", 1000, 20, 3, 4.23, false, NULL};
+	struct progress_summary s = {.status = "completed", .inserted = 1000, .updated = 20,
+	                             .failed = 3, .seconds = 4.23};
 	char b[256];
 
 	progress_render_summary(&s, b, sizeof(b));
@@ -189,10 +190,16 @@ START_TEST(summaries)
 	progress_render_summary(&s, b, sizeof(b));
 	ck_assert_str_eq(b, "failed in 1:01: 1,000 inserted, 20 updated, 3 failed: "
 	                    "unterminated quoted field at end of file");
-	s = (struct progress_summary){"completed", 2, 0, 1, 0.05, true, ""};
+	s = (struct progress_summary){.status = "completed", .inserted = 2, .failed = 1,
+	                              .seconds = 0.05, .dry_run = true, .error_message = ""};
 	progress_render_summary(&s, b, sizeof(b));
 	ck_assert_str_eq(b, "completed in 0.1 s: 2 inserted, 0 updated, 1 failed (dry run: nothing "
 	                    "written)");
+	/* Records an upsert left as they were are named only when there are some. */
+	s = (struct progress_summary){
+	    .status = "completed", .updated = 1, .unchanged = 4999, .seconds = 2};
+	progress_render_summary(&s, b, sizeof(b));
+	ck_assert_str_eq(b, "completed in 2.0 s: 0 inserted, 1 updated, 4,999 unchanged, 0 failed");
 }
 END_TEST
 
