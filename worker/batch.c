@@ -407,9 +407,12 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 			char *refused = PQgetvalue(res, row, 3);
 			int64_t ins = strtoll(PQgetvalue(res, row, 1), NULL, 10);
 			int64_t upd = strtoll(PQgetvalue(res, row, 2), NULL, 10);
-			int64_t unchanged = upsert		? -(ins + upd)
-					    : PQnfields(res) > 4 ? strtoll(PQgetvalue(res, row, 4), NULL, 10)
-								 : 0;
+			int64_t unchanged = 0;
+
+			if (upsert)
+				unchanged = -(ins + upd);
+			else if (PQnfields(res) > 4) /* the dry run counts them */
+				unchanged = strtoll(PQgetvalue(res, row, 4), NULL, 10);
 
 			tally_add(w->b, coll, ins, upd, unchanged, 0);
 			/* append: ordinals (1-based in this range) of existing keys */

@@ -194,6 +194,7 @@ test('a CSV uploaded through the page completes with exact counts', async () => 
   assert.equal(await page.locator('#detail-progress [role=progressbar]').getAttribute('aria-valuenow'), '100');
   assert.equal((await page.locator('[data-fact="inserted"]').textContent()).trim(), rows.toLocaleString('en'));
   assert.equal((await page.locator('[data-fact="failed"]').textContent()).trim(), '0');
+  assert.equal(await page.locator('[data-fact="unchanged"]').count(), 0, 'no Unchanged when there are none');
   assert.match(await page.locator('[data-fact="took"]').textContent(), /second|minute/);
   await page.locator('#logs li.log').first().waitFor({ timeout: 10000 });
   assert.ok(await page.locator('#logs li.log-info').count() >= 1, 'info lines in the log');
@@ -202,6 +203,22 @@ test('a CSV uploaded through the page completes with exact counts', async () => 
   assert.deepEqual(await page.locator('#detail-actions button').evaluateAll((b) => b.map((x) => x.dataset.action)), ['delete']);
   const file = await shot(page, 'job-completed');
   console.log(`screenshot: ${file}`);
+  await closePage(page);
+});
+
+test('the same file again leaves its records as they are, and the page says so', async () => {
+  assert.ok(jobOfA, 'needs the first upload');
+  const page = await openPage(env.UI_TOKEN_A);
+  const rows = 1500;
+  const id = await upload(page, `people-again-${RUN}.csv`, csv(rows), { collection: `people_${RUN}` });
+  await waitStatus(page, id, 'completed');
+  await rowOf(page, id).locator('.job-name').click();
+  await page.locator('#detail-status-badge[data-status="completed"]').waitFor();
+  assert.equal((await page.locator('[data-fact="inserted"]').textContent()).trim(), '0');
+  assert.equal((await page.locator('[data-fact="updated"]').textContent()).trim(), '0');
+  assert.equal((await page.locator('[data-fact="unchanged"]').textContent()).trim(), rows.toLocaleString('en'));
+  assert.equal(sql(`SELECT count(*) FROM importer.records WHERE collection = 'people_${RUN}' AND job_id = '${jobOfA}'`),
+    String(rows), 'the records still name the job that wrote them');
   await closePage(page);
 });
 
