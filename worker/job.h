@@ -68,13 +68,19 @@ int job_end(PGconn *conn, const struct job *job, enum job_end end, const char *m
 int job_release_retry(PGconn *conn, const struct job *job, const char *message, char *err,
 		      size_t errlen) __attribute__((warn_unused_result));
 
+/* The lease fence: $1 job id, $2 lease id; RETURNs (processing, cancel
+ * requested, pause requested) when the lease is the job's. Exported for the
+ * test of its plan. */
+extern const char job_sql_fence[];
+
 /* Starts a batch transaction: BEGIN, a transaction-local
  * idle_in_transaction_session_timeout of idle_timeout_ms (the lease: a worker
  * stalled mid-transaction, e.g. SIGSTOPped, would otherwise hold the job row
- * locked and block its own rescue), then the lease fence, which also
- * refreshes heartbeat_at; one round trip for the three. Returns 1 when the lease holds (the transaction is
- * open; *cancel and *pause tell what was requested), 0 when it is gone
- * (rolled back), -1 on error (rolled back). */
+ * locked and block its own rescue), then the lease fence (job_sql_fence),
+ * which also refreshes heartbeat_at; one round trip for the three. Returns 1
+ * when the lease holds (the transaction is open; *cancel and *pause tell what
+ * was requested), 0 when it is gone (rolled back), -1 on error (rolled
+ * back). */
 int job_begin_batch(PGconn *conn, const struct job *job, int64_t idle_timeout_ms, bool *cancel,
 		    bool *pause, char *err, size_t errlen) __attribute__((warn_unused_result));
 

@@ -137,7 +137,9 @@ BENCH_PG_SETTINGS=(
 )
 # BENCH_AUTO_EXPLAIN_MS=N: also log the plan of every statement (nested ones
 # too: the claim functions' queries) slower than N ms to the cluster's
-# postgres.log -- how a plan that goes wrong under load is caught.
+# postgres.log, with each node's rows and buffers (no per-node timing: it
+# would slow every statement) -- how a plan that goes wrong under load is
+# caught, and where a statement's buffers go.
 # (Set after the restart that loads it: before, its settings are unknown.)
 BENCH_PG_LATE_SETTINGS=()
 if [ -n "${BENCH_AUTO_EXPLAIN_MS:-}" ]; then
@@ -145,6 +147,9 @@ if [ -n "${BENCH_AUTO_EXPLAIN_MS:-}" ]; then
 	BENCH_PG_LATE_SETTINGS=(
 		"auto_explain.log_min_duration=${BENCH_AUTO_EXPLAIN_MS}ms"
 		"auto_explain.log_nested_statements=on"
+		"auto_explain.log_analyze=on"
+		"auto_explain.log_timing=off"
+		"auto_explain.log_triggers=on"
 		"auto_explain.log_buffers=on"
 	)
 fi

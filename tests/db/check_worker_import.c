@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "job.h"
 #include "test_db.h"
 
 #define DB   TEST_DB_NAME
@@ -223,6 +224,42 @@ START_TEST(upsert_twice_is_deterministic_and_last_record_for_a_key_wins)
 	                second);
 	free(first);
 	free(second);
+}
+END_TEST
+
+/* The lease fence finds its job by the primary key, and the claim's fairness
+ * count reads one user's processing jobs by their owner, whatever the
+ * statistics say. With many finished jobs and few processing ones, a partial
+ * index on status = 'processing' looks cheaper than the primary key, and
+ * while a long transaction holds the xmin horizon back it keeps an entry for
+ * every processing version since: the churn study logged fences scanning
+ * 18,500 buffers of one, and claims counting a user's jobs through every
+ * user's (RELIABILITY.md). */
+START_TEST(the_fence_and_the_fairness_count_use_their_own_keys)
+{
+	char *plan;
+
+	test_db_execf(conn, "INSERT INTO importer.import_jobs (user_id, kind, payload, status, phase)"
+	                    " SELECT gen_random_uuid(), 'noop', '{}', 'completed', 'done'"
+	                    " FROM generate_series(1, 200000)");
+	test_db_execf(conn, "INSERT INTO importer.import_jobs (id, user_id, kind, payload, status,"
+	                    " phase, worker_id, lease_id) VALUES ("
+	                    "'00000000-0000-4000-8000-00000000f001', '" USER "', 'noop', '{}',"
+	                    " 'processing', 'reading', 'w', '00000000-0000-4000-8000-00000000f002')");
+	test_db_execf(conn, "VACUUM ANALYZE importer.import_jobs");
+	test_db_execf(conn, "PREPARE fence(uuid, uuid) AS %s", job_sql_fence);
+	plan = test_db_valuef(conn, "EXPLAIN (COSTS OFF, FORMAT JSON) EXECUTE fence("
+	                            "'00000000-0000-4000-8000-00000000f001',"
+	                            " '00000000-0000-4000-8000-00000000f002')");
+	ck_assert_msg(strstr(plan, "\"Index Name\": \"import_jobs_pkey\"") != NULL, "%s", plan);
+	free(plan);
+	/* claim_job's count (sql/0011_keyset_claims.sql), for one owner */
+	test_db_execf(conn, "PREPARE running(uuid) AS SELECT count(*) FROM importer.import_jobs r"
+	                    " WHERE r.user_id = $1 AND r.status = 'processing'");
+	plan = test_db_valuef(conn, "EXPLAIN (COSTS OFF, FORMAT JSON) EXECUTE running('" USER "')");
+	ck_assert_msg(strstr(plan, "\"Index Cond\": \"(user_id = ") != NULL, "%s", plan);
+	free(plan);
+	test_db_execf(conn, "DEALLOCATE ALL");
 }
 END_TEST
 
@@ -968,6 +1005,7 @@ int main(void)
 	tcase_add_test(tc, a_record_the_database_refuses_is_isolated_and_the_rest_land);
 	tcase_add_test(tc, upsert_twice_is_deterministic_and_last_record_for_a_key_wins);
 	tcase_add_test(tc, upsert_leaves_unchanged_records_as_they_are);
+	tcase_add_test(tc, the_fence_and_the_fairness_count_use_their_own_keys);
 	tcase_add_test(tc, append_refuses_existing_and_repeated_keys);
 	tcase_add_test(tc, replace_swaps_the_collection_and_a_failed_replace_changes_nothing);
 	tcase_add_test(tc, dry_run_reports_counts_and_writes_nothing);
