@@ -225,9 +225,9 @@ static void line(const struct cli *cli, const char *label, const char *value)
 /* A counts object (the job's or one collection's) as text. */
 static void counts_text(struct json_object *counts, char *buf, size_t len)
 {
-	progress_counts_text(cli_json_int(counts, "inserted", 0), cli_json_int(counts, "updated", 0),
-			     cli_json_int(counts, "unchanged", 0), cli_json_int(counts, "failed", 0),
-			     buf, len);
+	progress_counts_text(
+	    cli_json_int(counts, "inserted", 0), cli_json_int(counts, "updated", 0),
+	    cli_json_int(counts, "unchanged", 0), cli_json_int(counts, "failed", 0), buf, len);
 }
 
 static void print_job(struct cli *cli, struct json_object *j)

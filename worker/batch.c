@@ -272,8 +272,11 @@ static void tally_add(struct batch *b, const char *collection, int64_t ins, int6
 		return;
 	}
 	b->tallies = t;
-	b->tallies[b->ntallies++] = (struct batch_tally){
-		.collection = name, .inserted = ins, .updated = upd, .unchanged = unchanged, .failed = failed};
+	b->tallies[b->ntallies++] = (struct batch_tally){.collection = name,
+	                                                 .inserted = ins,
+	                                                 .updated = upd,
+	                                                 .failed = failed,
+	                                                 .unchanged = unchanged};
 }
 
 static int cmp_record(const void *pa, const void *pb)
