@@ -400,11 +400,16 @@ static int write_range(struct write_ctx *w, size_t lo, size_t hi)
 		pgconn_error(w->conn, sent[0], w->err, w->errlen);
 	} else if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		/* upsert returns only the records it wrote: every record sent
-		 * counts as unchanged, less those inserted or updated below. */
+		 * counts as unchanged, less those inserted or updated below.
+		 * The records are in collection order: one tally per run. */
 		bool upsert = sql == sql_upsert;
 
-		for (size_t i = lo; upsert && i < hi; i++)
-			tally_add(w->b, recs[i]->collection, 0, 0, 1, 0);
+		for (size_t i = lo, j; upsert && i < hi; i = j) {
+			for (j = i + 1;
+			     j < hi && strcmp(recs[j]->collection, recs[i]->collection) == 0; j++)
+				;
+			tally_add(w->b, recs[i]->collection, 0, 0, (int64_t)(j - i), 0);
+		}
 		for (int row = 0; row < PQntuples(res); row++) {
 			const char *coll = PQgetvalue(res, row, 0);
 			char *refused = PQgetvalue(res, row, 3);
