@@ -251,6 +251,36 @@ START_TEST(a_job_the_position_passed_is_found_by_the_periodic_full_scan)
 }
 END_TEST
 
+/* A full scan that finds nothing pending must not send the position back to
+ * the start of the claim order: every claim after it would walk every dead
+ * index entry from there (sql/0016_keep_the_position.sql). */
+/* "t" when queue's position is the key of job id. */
+#define POSITION_AT(id, queue)                                                                  \
+	"SELECT (neg_priority, created_at, id) = (SELECT -priority::bigint, created_at, id "     \
+	"FROM importer.import_jobs WHERE id = '" id "') "                                        \
+	"FROM importer.claim_cursor WHERE queue = '" queue "'"
+
+START_TEST(a_full_scan_of_an_empty_queue_keeps_the_position)
+{
+	add_job(J(01), "csv", USER_A, 0, 50);
+	add_job(J(02), "noop", USER_A, 0, 40);
+	expect_claim(J(01));
+	test_db_expectf(conn, "1", "SELECT importer.complete_noops('w', 10)");
+	test_db_expectf(conn, "t", POSITION_AT(J(01), "import"));
+	test_db_expectf(conn, "t", POSITION_AT(J(02), "noop"));
+
+	test_db_execf(conn, "UPDATE importer.claim_cursor SET full_scan_at = now()");
+	expect_claim("none");
+	test_db_expectf(conn, "0", "SELECT importer.complete_noops('w', 10)");
+	test_db_expectf(conn, "t", POSITION_AT(J(01), "import"));
+	test_db_expectf(conn, "t", POSITION_AT(J(02), "noop"));
+	/* Both full scans were made: the next ones are due later. */
+	test_db_expectf(conn, "2",
+	                "SELECT count(*) FROM importer.claim_cursor "
+	                "WHERE full_scan_at > now() + interval '9 s'");
+}
+END_TEST
+
 START_TEST(complete_noops_still_takes_every_due_noop_by_priority_then_age)
 {
 	add_job(J(01), "noop", USER_A, 0, 50);
@@ -297,6 +327,7 @@ int main(void)
 	tcase_add_test(tc, a_claim_during_a_commit_leaves_the_position_before_the_committing_job);
 	tcase_add_test(tc, moving_both_positions_back_in_opposite_orders_does_not_deadlock);
 	tcase_add_test(tc, a_job_the_position_passed_is_found_by_the_periodic_full_scan);
+	tcase_add_test(tc, a_full_scan_of_an_empty_queue_keeps_the_position);
 	tcase_add_test(tc, complete_noops_still_takes_every_due_noop_by_priority_then_age);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
