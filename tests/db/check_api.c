@@ -145,6 +145,23 @@ static const struct {
                   "attempts = 1, checkpoint = '{\"chunk\": 0, \"offset\": 123}'"},
 };
 
+/* Moves job id into state (not "pending") by a superuser UPDATE. */
+static void move_to(const char *id, const char *state)
+{
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		if (strcmp(states[i].name, state) == 0) {
+			if (states[i].set != NULL)
+				test_db_execf(conn,
+				              "UPDATE importer.import_jobs SET %s WHERE id = '%s'",
+				              states[i].set, id);
+			test_db_expectf(conn, state,
+			                "SELECT status FROM importer.import_jobs WHERE id = '%s'",
+			                id);
+			return;
+		}
+	ck_abort_msg("unknown state %s", state);
+}
+
 /* A csv job submitted by user through the API, then moved into state by a superuser. */
 static void new_job(char out[ID_LEN], const char *user, const char *state)
 {
@@ -153,18 +170,7 @@ static void new_job(char out[ID_LEN], const char *user, const char *state)
 	             "SELECT importer.submit_job('csv', " SMALL_CSV ", "
 	             "'{\"file_name\": \"people.csv\"}')");
 	act_as_superuser(conn);
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
-		if (strcmp(states[i].name, state) == 0) {
-			if (states[i].set != NULL)
-				test_db_execf(conn,
-				              "UPDATE importer.import_jobs SET %s WHERE id = '%s'",
-				              states[i].set, out);
-			test_db_expectf(conn, state,
-			                "SELECT status FROM importer.import_jobs WHERE id = '%s'",
-			                out);
-			return;
-		}
-	ck_abort_msg("unknown state %s", state);
+	move_to(out, state);
 }
 
 static void set_user_limit(const char *user, int max_active)
@@ -504,6 +510,95 @@ START_TEST(retry_respects_the_active_job_limit)
 }
 END_TEST
 
+/* A submit by user that the active-job limit refuses. */
+static void expect_limited(const char *user)
+{
+	act_as(conn, "importer_api", user);
+	test_db_expect_errorf(conn, "53400",
+	                      "SELECT importer.submit_job('csv', " SMALL_CSV
+	                      ", '{\"file_name\": \"over.csv\"}')");
+	act_as_superuser(conn);
+}
+
+/* "t" when user's floor is the created_at of job id. */
+#define FLOOR_AT(user, id)                                                                     \
+	"SELECT f.active_from = j.created_at FROM importer.user_active_floors f, "            \
+	"importer.import_jobs j WHERE f.user_id = '" user "' AND j.id = '%s'"
+
+/* The limit counts from the user's floor (sql/0016_held_horizon.sql): the
+ * jobs that finished before the oldest active one are skipped; an active
+ * job is counted however old it is or becomes active again. */
+START_TEST(the_active_count_skips_finished_jobs_but_never_an_active_one)
+{
+	char a[ID_LEN], b[ID_LEN], c[ID_LEN], d[ID_LEN], e[ID_LEN], f[ID_LEN], old[ID_LEN];
+
+	set_user_limit(USER_A, 3);
+	new_job(a, USER_A, "pending");
+	new_job(b, USER_A, "pending");
+	test_db_execf(conn, "UPDATE importer.import_jobs SET created_at = now() - interval '1 hour' "
+	                    "WHERE id = '%s'", b);
+	new_job(c, USER_A, "completed"); /* finished at once */
+	move_to(a, "completed");
+	/* The floor rises to b, the oldest active job, and no further. */
+	new_job(d, USER_A, "pending");
+	test_db_expectf(conn, "t", FLOOR_AT(USER_A, "%s"), b);
+	move_to(b, "completed");
+	new_job(e, USER_A, "pending");
+	test_db_expectf(conn, "t", FLOOR_AT(USER_A, "%s"), d);
+
+	/* A job from before the floor, retried, lowers it and is counted. */
+	new_job(old, USER_A, "failed");
+	test_db_execf(conn, "UPDATE importer.import_jobs SET created_at = now() - interval '2 hours' "
+	                    "WHERE id = '%s'", old);
+	act_as(conn, "importer_api", USER_A);
+	test_db_expectf(conn, "pending", "SELECT status FROM importer.retry_job('%s')", old);
+	act_as_superuser(conn);
+	test_db_expectf(conn, "t", FLOOR_AT(USER_A, "%s"), old);
+	expect_limited(USER_A); /* d, e and old */
+
+	/* Paused jobs count whole, below the floor too. */
+	move_to(old, "paused");
+	move_to(d, "completed");
+	new_job(f, USER_A, "pending");
+	test_db_expectf(conn, "t", FLOOR_AT(USER_A, "%s"), e);
+	expect_limited(USER_A); /* e, f and the paused old */
+	/* Resumed, it is below the floor no longer. */
+	act_as(conn, "importer_api", USER_A);
+	test_db_expectf(conn, "pending", "SELECT status FROM importer.resume_job('%s')", old);
+	act_as_superuser(conn);
+	test_db_expectf(conn, "t", FLOOR_AT(USER_A, "%s"), old);
+	expect_limited(USER_A);
+	test_db_expectf(conn, "3",
+	                "SELECT count(*) FROM importer.import_jobs WHERE user_id = '" USER_A
+	                "' AND status IN ('pending', 'processing', 'paused')");
+}
+END_TEST
+
+/* A REPEATABLE READ transaction, whose snapshot may predate a floor raised
+ * meanwhile, cannot make an older job active below it: it fails to
+ * serialize instead. */
+START_TEST(an_old_snapshot_cannot_make_a_job_active_below_a_newer_floor)
+{
+	char a[ID_LEN], b[ID_LEN];
+	PGconn *rr = test_db_connect(DB);
+
+	new_job(a, USER_A, "completed");
+	test_db_execf(conn, "UPDATE importer.user_active_floors SET active_from = now() - "
+	                    "interval '1 hour' WHERE user_id = '" USER_A "'");
+	test_db_execf(rr, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+	test_db_expectf(rr, "t", "SELECT count(*) > 0 FROM importer.user_active_floors"); /* the snapshot */
+	new_job(b, USER_A, "completed"); /* raises the floor to now() */
+	test_db_expect_errorf(rr, "40001",
+	                      "INSERT INTO importer.import_jobs (user_id, kind, created_at) "
+	                      "VALUES ('" USER_A "', 'noop', now() - interval '30 minutes')");
+	test_db_execf(rr, "ROLLBACK");
+	PQfinish(rr);
+	test_db_expectf(conn, "t",
+	                "SELECT active_from > now() - interval '1 minute' FROM "
+	                "importer.user_active_floors WHERE user_id = '" USER_A "'");
+}
+END_TEST
+
 enum op { CANCEL, PAUSE, RESUME, RETRY, RETRY_RESTART, DELETE };
 
 /* SELECT <call>('<job id>'<args>) */
@@ -800,6 +895,8 @@ int main(void)
 	tcase_add_test(tc, idempotency_key_returns_the_first_job);
 	tcase_add_test(tc, twenty_concurrent_submits_respect_a_limit_of_five);
 	tcase_add_test(tc, retry_respects_the_active_job_limit);
+	tcase_add_test(tc, the_active_count_skips_finished_jobs_but_never_an_active_one);
+	tcase_add_test(tc, an_old_snapshot_cannot_make_a_job_active_below_a_newer_floor);
 	tcase_add_loop_test(tc, every_state_and_operation_behaves_as_designed, 0, N_CELLS);
 	tcase_add_test(tc, clear_jobs_deletes_only_the_callers_finished_jobs);
 	tcase_add_test(tc, sse_reads_match_the_routes_and_respect_rls);

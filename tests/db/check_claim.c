@@ -27,8 +27,10 @@ static void create_database(void)
 static void setup(void)
 {
 	conn = test_db_connect(DB);
-	test_db_execf(conn, "TRUNCATE importer.import_jobs CASCADE; "
+	test_db_execf(conn, "TRUNCATE importer.import_jobs, importer.user_active_floors CASCADE; "
 	                    "DELETE FROM importer.settings WHERE key = 'claim_full_scan_seconds'; "
+	                    "UPDATE importer.settings SET value = '2' "
+	                    "WHERE key = 'max_running_per_user' AND user_id IS NULL; "
 	                    /* A fresh position with its full scan long done: every
 	                     * claim below starts where the last one left it. */
 	                    "UPDATE importer.claim_cursor SET neg_priority = -2147483649, "
@@ -157,6 +159,31 @@ START_TEST(a_job_not_due_or_at_the_fairness_cap_is_claimed_once_it_can_be)
 	expect_claim("none");
 	test_db_execf(conn, "UPDATE importer.import_jobs SET run_after = now() "
 	                    "WHERE id = '" J(02) "'");
+	expect_claim(J(02));
+	test_db_execf(conn, "UPDATE importer.settings SET value = '2' "
+	                    "WHERE key = 'max_running_per_user' AND user_id IS NULL");
+}
+END_TEST
+
+/* The fairness count reads the owner's processing jobs from the owner's
+ * floor (sql/0016_held_horizon.sql), which stays at the oldest of them. */
+START_TEST(a_running_job_older_than_the_pending_ones_still_counts_for_fairness)
+{
+	add_job(J(01), "csv", USER_A, 0, 3600);
+	add_job(J(02), "csv", USER_A, 0, 20);
+	add_job(J(03), "csv", USER_B, 0, 10);
+	test_db_execf(conn, "UPDATE importer.settings SET value = '1' "
+	                    "WHERE key = 'max_running_per_user' AND user_id IS NULL");
+	expect_claim(J(01));
+	/* A submit of A's raises A's floor as far as it may: to j01, running. */
+	test_db_execf(conn, "SELECT importer._lock_user_and_check_limit('" USER_A "')");
+	test_db_expectf(conn, "t",
+	                "SELECT f.active_from = j.created_at FROM importer.user_active_floors f, "
+	                "importer.import_jobs j WHERE f.user_id = '" USER_A "' AND j.id = '" J(01)
+	                "'");
+	expect_claim(J(03)); /* A is at the cap */
+	expect_claim("none");
+	finish(J(01));
 	expect_claim(J(02));
 	test_db_execf(conn, "UPDATE importer.settings SET value = '2' "
 	                    "WHERE key = 'max_running_per_user' AND user_id IS NULL");
@@ -323,6 +350,7 @@ int main(void)
 	tcase_add_test(tc, claims_go_by_priority_then_age_across_the_whole_int_range);
 	tcase_add_test(tc, a_job_made_pending_before_the_position_is_claimed_next);
 	tcase_add_test(tc, a_job_not_due_or_at_the_fairness_cap_is_claimed_once_it_can_be);
+	tcase_add_test(tc, a_running_job_older_than_the_pending_ones_still_counts_for_fairness);
 	tcase_add_test(tc, a_job_committed_after_a_later_one_was_claimed_is_claimed_next);
 	tcase_add_test(tc, a_claim_during_a_commit_leaves_the_position_before_the_committing_job);
 	tcase_add_test(tc, moving_both_positions_back_in_opposite_orders_does_not_deadlock);

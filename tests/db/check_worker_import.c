@@ -253,11 +253,16 @@ START_TEST(the_fence_and_the_fairness_count_use_their_own_keys)
 	                            " '00000000-0000-4000-8000-00000000f002')");
 	ck_assert_msg(strstr(plan, "\"Index Name\": \"import_jobs_pkey\"") != NULL, "%s", plan);
 	free(plan);
-	/* claim_job's count (sql/0011_keyset_claims.sql), for one owner */
+	/* claim_job's count (sql/0016_held_horizon.sql): one owner's, from the
+	 * owner's floor */
 	test_db_execf(conn, "PREPARE running(uuid) AS SELECT count(*) FROM importer.import_jobs r"
-	                    " WHERE r.user_id = $1 AND r.status = 'processing'");
+	                    " WHERE r.status = 'processing' AND r.user_id = $1"
+	                    " AND r.created_at >= coalesce((SELECT f.active_from"
+	                    " FROM importer.user_active_floors f WHERE f.user_id = $1), '-infinity')");
 	plan = test_db_valuef(conn, "EXPLAIN (COSTS OFF, FORMAT JSON) EXECUTE running('" USER "')");
-	ck_assert_msg(strstr(plan, "\"Index Cond\": \"(user_id = ") != NULL, "%s", plan);
+	ck_assert_msg(strstr(plan, "\"Index Cond\": \"((status = 'processing'::text) AND (user_id = "
+	                           "'" USER "'::uuid) AND (created_at >= COALESCE(") != NULL,
+	              "%s", plan);
 	free(plan);
 	test_db_execf(conn, "DEALLOCATE ALL");
 }

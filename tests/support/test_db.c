@@ -251,7 +251,8 @@ void test_db_reset(PGconn *conn)
 	/* CASCADE reaches every table that references these (logs, errors,
 	 * chunks, replace staging), including ones later migrations add. */
 	PQclear(test_db_exec(conn, "TRUNCATE importer.import_jobs, importer.import_files, "
-	                           "importer.records, importer.notifications CASCADE; "
+	                           "importer.records, importer.notifications, "
+	                           "importer.user_active_floors CASCADE; "
 	                           "DELETE FROM importer.settings WHERE user_id IS NOT NULL"));
 }
 
