@@ -19,6 +19,16 @@
 -- and nothing before the position is pending), so the position may stay
 -- where it is or move to the job just taken, whichever sorts later.
 --
+-- And a position moves forward at most every 100 ms. claim_cursor's two rows
+-- are the hottest in the schema: every claim read its queue's row and most
+-- rewrote it, and every job made pending reads it (tg_jobs_ready). Under a
+-- held horizon each rewrite is a version kept on the path of every later
+-- read: 275 buffers to read the import row four minutes into a held churn
+-- run. A position left behind is still correct (nothing before it is
+-- pending); a claim then walks the entries of the jobs claimed since it
+-- moved, at most 100 ms worth. A full scan, and a move back (the ready
+-- trigger), are not held back.
+--
 -- 2. Per-user counts start at the user's active floor.
 --
 -- Submit and retry count the user's active jobs (the max_active_jobs_per_user
@@ -49,7 +59,11 @@
 --    inserted meanwhile (REPEATABLE READ) fails to serialize instead of
 --    lowering nothing.
 
-/* ==== 1. The claim position after an empty scan ==== */
+/* ==== 1. The claim position ==== */
+
+ALTER TABLE importer.claim_cursor ADD COLUMN moved_at timestamptz NOT NULL DEFAULT '-infinity';
+COMMENT ON COLUMN importer.claim_cursor.moved_at IS
+	'When a claim last moved the position forward (at most every 100 ms); see sql/0016_held_horizon.sql.';
 
 -- As in 0011 but for the position after a batch that found no pending noop.
 CREATE OR REPLACE FUNCTION importer.complete_noops(p_worker text, p_limit int) RETURNS int
@@ -113,8 +127,10 @@ BEGIN
 		n := 0;
 	END IF;
 
-	-- Only with the position row and the position lock, as in claim_job.
-	IF NOT have_row OR NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
+	-- Only with the position row and the position lock, as in claim_job,
+	-- and not again within 100 ms of the last move.
+	IF NOT have_row OR (NOT full_scan AND pos.moved_at > clock_timestamp() - interval '100 ms')
+	   OR NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
 		RETURN n;
 	END IF;
 	-- The new position, as in claim_job: the first pending noop from the
@@ -136,7 +152,7 @@ BEGIN
 	IF full_scan OR (next_p, next_c, next_i) IS DISTINCT FROM
 	                (pos.neg_priority, pos.created_at, pos.id) THEN
 		UPDATE importer.claim_cursor c
-		   SET neg_priority = next_p, created_at = next_c, id = next_i,
+		   SET neg_priority = next_p, created_at = next_c, id = next_i, moved_at = clock_timestamp(),
 		       full_scan_at = CASE WHEN full_scan
 		                           THEN clock_timestamp() + make_interval(secs =>
 		                                coalesce(importer.setting_int('claim_full_scan_seconds'), 10))
@@ -305,9 +321,11 @@ BEGIN
 		RETURN NEXT claimed;
 	END IF;
 
-	-- Only with the position lock (see above), and from a snapshot taken
-	-- after it: every job made pending before it is then visible.
-	IF NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
+	-- Not again within 100 ms of the last move; only with the position lock
+	-- (see above), and from a snapshot taken after it: every job made
+	-- pending before it is then visible.
+	IF (NOT full_scan AND pos.moved_at > clock_timestamp() - interval '100 ms')
+	   OR NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
 		RETURN;
 	END IF;
 	-- The new position: the first job still pending from the scan's start
@@ -330,7 +348,7 @@ BEGIN
 	IF full_scan OR (next_p, next_c, next_i) IS DISTINCT FROM (pos.neg_priority, pos.created_at, pos.id) THEN
 		-- Compare and set: a job made pending meanwhile may have moved it back.
 		UPDATE importer.claim_cursor c
-		   SET neg_priority = next_p, created_at = next_c, id = next_i,
+		   SET neg_priority = next_p, created_at = next_c, id = next_i, moved_at = clock_timestamp(),
 		       full_scan_at = CASE WHEN full_scan
 		                           THEN clock_timestamp() + make_interval(secs =>
 		                                coalesce(importer.setting_int('claim_full_scan_seconds'), 10))

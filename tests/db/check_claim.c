@@ -35,7 +35,7 @@ static void setup(void)
 	                     * claim below starts where the last one left it. */
 	                    "UPDATE importer.claim_cursor SET neg_priority = -2147483649, "
 	                    "created_at = '-infinity', id = '00000000-0000-0000-0000-000000000000', "
-	                    "full_scan_at = now() + interval '1 hour'");
+	                    "full_scan_at = now() + interval '1 hour', moved_at = '-infinity'");
 }
 
 static void teardown(void)
@@ -308,6 +308,31 @@ START_TEST(a_full_scan_of_an_empty_queue_keeps_the_position)
 }
 END_TEST
 
+/* A position moves forward at most every 100 ms (sql/0016_held_horizon.sql):
+ * one left behind still finds every job, and a full scan still moves it. */
+START_TEST(a_position_moved_moments_ago_stays_and_claims_still_find_every_job)
+{
+	add_job(J(01), "csv", USER_A, 0, 50);
+	add_job(J(02), "csv", USER_B, 0, 40);
+	add_job(J(03), "noop", USER_A, 0, 30);
+	add_job(J(04), "noop", USER_B, 0, 20);
+	test_db_execf(conn, "UPDATE importer.claim_cursor SET moved_at = now() + interval '1 hour'");
+	expect_claim(J(01));
+	test_db_expectf(conn, "1", "SELECT importer.complete_noops('w', 1)");
+	expect_claim(J(02));
+	test_db_expectf(conn, "1", "SELECT importer.complete_noops('w', 1)");
+	expect_claim("none");
+	test_db_expectf(conn, "2 -2147483649",
+	                "SELECT count(*) || ' ' || max(neg_priority) FROM importer.claim_cursor");
+	test_db_execf(conn, "UPDATE importer.claim_cursor SET full_scan_at = now()");
+	expect_claim("none");
+	test_db_expectf(conn, "0", "SELECT importer.complete_noops('w', 1)");
+	test_db_expectf(conn, "2",
+	                "SELECT count(*) FROM importer.claim_cursor "
+	                "WHERE full_scan_at > now() + interval '9 s' AND moved_at <= now()");
+}
+END_TEST
+
 START_TEST(complete_noops_still_takes_every_due_noop_by_priority_then_age)
 {
 	add_job(J(01), "noop", USER_A, 0, 50);
@@ -356,6 +381,7 @@ int main(void)
 	tcase_add_test(tc, moving_both_positions_back_in_opposite_orders_does_not_deadlock);
 	tcase_add_test(tc, a_job_the_position_passed_is_found_by_the_periodic_full_scan);
 	tcase_add_test(tc, a_full_scan_of_an_empty_queue_keeps_the_position);
+	tcase_add_test(tc, a_position_moved_moments_ago_stays_and_claims_still_find_every_job);
 	tcase_add_test(tc, complete_noops_still_takes_every_due_noop_by_priority_then_age);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
