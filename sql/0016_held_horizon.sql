@@ -235,26 +235,30 @@ BEGIN
 	-- lock was ours (its trigger held the lock shared until it committed).
 	SELECT f.active_from INTO v_floor FROM importer.user_active_floors f WHERE f.user_id = p_user;
 	v_floor := coalesce(v_floor, '-infinity');
-	-- (min() reads the index from the floor up to the first live entry)
-	v_oldest := coalesce(least(
-		(SELECT min(j.created_at) FROM importer.import_jobs j
-		 WHERE j.status = 'pending' AND j.user_id = p_user AND j.created_at >= v_floor),
-		(SELECT min(j.created_at) FROM importer.import_jobs j
-		 WHERE j.status = 'processing' AND j.user_id = p_user AND j.created_at >= v_floor)),
-		now());
 	-- At most once a second: each raise is a row version, and every count
-	-- reads the row (a held horizon keeps all its versions).
-	IF v_oldest > v_floor + interval '1 second' THEN
-		INSERT INTO importer.user_active_floors AS f (user_id, active_from)
-		VALUES (p_user, v_oldest)
-		ON CONFLICT (user_id) DO UPDATE SET active_from = EXCLUDED.active_from;
-		v_floor := v_oldest;
+	-- reads the row (a held horizon keeps all its versions). A floor within
+	-- the last second cannot rise by more (this also spares a busy user's
+	-- submits the reading below).
+	IF v_floor < now() - interval '1 second' THEN
+		-- (min() reads the index from the floor up to the first live entry)
+		v_oldest := coalesce(least(
+			(SELECT min(j.created_at) FROM importer.import_jobs j
+			 WHERE j.status = 'pending' AND j.user_id = p_user AND j.created_at >= v_floor),
+			(SELECT min(j.created_at) FROM importer.import_jobs j
+			 WHERE j.status = 'processing' AND j.user_id = p_user AND j.created_at >= v_floor)),
+			now());
+		IF v_oldest > v_floor + interval '1 second' THEN
+			INSERT INTO importer.user_active_floors AS f (user_id, active_from)
+			VALUES (p_user, v_oldest)
+			ON CONFLICT (user_id) DO UPDATE SET active_from = EXCLUDED.active_from;
+			v_floor := v_oldest;
+		END IF;
 	END IF;
-	SELECT count(*) INTO v_active
-	FROM importer.import_jobs j
-	WHERE j.status IN ('pending', 'processing') AND j.user_id = p_user AND j.created_at >= v_floor;
-	v_active := v_active + (SELECT count(*) FROM importer.import_jobs j
-	                        WHERE j.status = 'paused' AND j.user_id = p_user);
+	v_active := (SELECT count(*) FROM importer.import_jobs j
+	             WHERE j.status IN ('pending', 'processing') AND j.user_id = p_user
+	               AND j.created_at >= v_floor)
+	          + (SELECT count(*) FROM importer.import_jobs j
+	             WHERE j.status = 'paused' AND j.user_id = p_user);
 	IF v_active >= v_max THEN
 		RAISE EXCEPTION 'too many active jobs: % of at most % are pending, processing or paused',
 			v_active, v_max
