@@ -586,7 +586,8 @@ START_TEST(an_old_snapshot_cannot_make_a_job_active_below_a_newer_floor)
 	test_db_execf(conn, "UPDATE importer.user_active_floors SET active_from = now() - "
 	                    "interval '1 hour' WHERE user_id = '" USER_A "'");
 	test_db_execf(rr, "BEGIN ISOLATION LEVEL REPEATABLE READ");
-	test_db_expectf(rr, "t", "SELECT count(*) > 0 FROM importer.user_active_floors"); /* the snapshot */
+	/* its snapshot */
+	test_db_expectf(rr, "t", "SELECT count(*) > 0 FROM importer.user_active_floors");
 	new_job(b, USER_A, "completed"); /* raises the floor to now() */
 	test_db_expect_errorf(rr, "40001",
 	                      "INSERT INTO importer.import_jobs (user_id, kind, created_at) "

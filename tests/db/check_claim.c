@@ -185,8 +185,6 @@ START_TEST(a_running_job_older_than_the_pending_ones_still_counts_for_fairness)
 	expect_claim("none");
 	finish(J(01));
 	expect_claim(J(02));
-	test_db_execf(conn, "UPDATE importer.settings SET value = '2' "
-	                    "WHERE key = 'max_running_per_user' AND user_id IS NULL");
 }
 END_TEST
 
@@ -278,15 +276,15 @@ START_TEST(a_job_the_position_passed_is_found_by_the_periodic_full_scan)
 }
 END_TEST
 
-/* A full scan that finds nothing pending must not send the position back to
- * the start of the claim order: every claim after it would walk every dead
- * index entry from there (sql/0016_keep_the_position.sql). */
 /* "t" when queue's position is the key of job id. */
 #define POSITION_AT(id, queue)                                                                  \
 	"SELECT (neg_priority, created_at, id) = (SELECT -priority::bigint, created_at, id "     \
 	"FROM importer.import_jobs WHERE id = '" id "') "                                        \
 	"FROM importer.claim_cursor WHERE queue = '" queue "'"
 
+/* A full scan that finds nothing pending must not send the position back to
+ * the start of the claim order: every claim after it would walk every dead
+ * index entry from there (sql/0016_held_horizon.sql). */
 START_TEST(a_full_scan_of_an_empty_queue_keeps_the_position)
 {
 	add_job(J(01), "csv", USER_A, 0, 50);
