@@ -106,7 +106,7 @@ BEGIN
 		FROM importer.import_jobs j
 		WHERE j.status = 'pending' AND j.kind = 'noop'
 		  AND (-j.priority::bigint, j.created_at, j.id) >= (from_p, from_c, from_i)
-		  AND j.run_after + interval '0 s' <= now() -- not an index condition (see above)
+		  AND j.run_after + interval '0 s' <= now() -- not an index condition (see 0011)
 		ORDER BY -j.priority::bigint, j.created_at, j.id
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED),
@@ -326,7 +326,7 @@ BEGIN
 	END IF;
 
 	-- Not again within 100 ms of the last move; only with the position lock
-	-- (see above), and from a snapshot taken after it: every job made
+	-- (see 0011), and from a snapshot taken after it: every job made
 	-- pending before it is then visible.
 	IF (NOT full_scan AND pos.moved_at > clock_timestamp() - interval '100 ms')
 	   OR NOT pg_try_advisory_xact_lock(1768779891, 1) THEN
